@@ -1,0 +1,161 @@
+"""Users, sessions and invitations: the rules, independent of HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from app.auth.passwords import hash_password, verify_password
+from app.auth.tokens import new_token, token_hash
+from app.models import Invite, Role, Study, StudyReader, User, WebSession
+from app.models.types import utcnow
+
+
+class AuthError(Exception):
+    """A refusal with a message fit to show the person."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: the user and, for invitation sessions, the one study they may read."""
+
+    user: User
+    session: WebSession
+
+    @property
+    def role(self) -> Role:
+        return self.user.role
+
+    @property
+    def study_scope(self) -> int | None:
+        return self.session.study_id
+
+    @property
+    def is_researcher(self) -> bool:
+        return self.session.study_id is None and self.user.role in {Role.researcher, Role.admin}
+
+    @property
+    def is_admin(self) -> bool:
+        return self.session.study_id is None and self.user.role is Role.admin
+
+
+def create_user(
+    db: Session, *, username: str, password: str | None, role: Role, display_name: str = ""
+) -> User:
+    username = username.strip()
+    if not username:
+        raise AuthError("A username is required.")
+    if password is not None and len(password) < 8:
+        raise AuthError("Passwords need at least 8 characters.")
+    if db.scalar(select(User).where(User.username == username)) is not None:
+        raise AuthError(f"A user named {username!r} already exists.", 409)
+    user = User(
+        username=username,
+        display_name=display_name or username,
+        password_hash=hash_password(password) if password is not None else None,
+        role=role,
+    )
+    db.add(user)
+    db.flush()
+    return user
+
+
+def authenticate(db: Session, username: str, password: str) -> User:
+    user = db.scalar(select(User).where(User.username == username.strip()))
+    if not verify_password(password, user.password_hash if user else None) or user is None:
+        raise AuthError("Wrong username or password.", 401)
+    return user
+
+
+def start_session(
+    db: Session, user: User, *, hours: int, study_id: int | None = None
+) -> tuple[str, WebSession]:
+    """A fresh session (never a reused one: rotation at login defeats session fixation)."""
+    token = new_token()
+    web_session = WebSession(
+        token_hash=token_hash(token),
+        user_id=user.id,
+        study_id=study_id,
+        expires_at=utcnow() + timedelta(hours=hours),
+    )
+    db.add(web_session)
+    db.flush()
+    return token, web_session
+
+
+def load_session(db: Session, token: str | None) -> Principal | None:
+    if not token:
+        return None
+    web_session = db.scalar(select(WebSession).where(WebSession.token_hash == token_hash(token)))
+    if web_session is None or web_session.expires_at <= utcnow():
+        return None
+    user = db.get(User, web_session.user_id)
+    return Principal(user=user, session=web_session) if user else None
+
+
+def end_session(db: Session, token: str | None) -> None:
+    if token:
+        db.execute(delete(WebSession).where(WebSession.token_hash == token_hash(token)))
+
+
+def create_invite(
+    db: Session, *, study: Study, created_by: User, hours: int, label: str = ""
+) -> tuple[str, Invite]:
+    token = new_token()
+    invite = Invite(
+        token_hash=token_hash(token),
+        study_id=study.id,
+        label=label.strip()[:200],
+        created_by_id=created_by.id,
+        expires_at=utcnow() + timedelta(hours=hours),
+    )
+    db.add(invite)
+    db.flush()
+    return token, invite
+
+
+def find_invite(db: Session, token: str) -> Invite:
+    invite = db.scalar(select(Invite).where(Invite.token_hash == token_hash(token)))
+    if invite is None:
+        raise AuthError(
+            "This invitation link is not valid. Ask the study owner for a new one.", 404
+        )
+    if invite.used_at is not None:
+        raise AuthError("This invitation link has already been used. Links work once.", 410)
+    if invite.expires_at <= utcnow():
+        raise AuthError("This invitation link has expired. Ask the study owner for a new one.", 410)
+    return invite
+
+
+def accept_invite(db: Session, token: str) -> tuple[User, Invite]:
+    """Consume the invitation: a new pseudonymous reader, assigned to the study."""
+    invite = find_invite(db, token)
+    # Claim the invite with a conditional UPDATE first: of two concurrent submits, only one
+    # matches ``used_at IS NULL``, so a double click cannot mint two readers.
+    now = utcnow()
+    claimed = db.execute(
+        update(Invite).where(Invite.id == invite.id, Invite.used_at.is_(None)).values(used_at=now)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise AuthError("This invitation link has already been used. Links work once.", 410)
+    # Pseudonymous on purpose: exports identify readers by this name, not a person's.
+    reader = create_user(
+        db,
+        username=f"reader-{invite.study_id}-{invite.id}-{new_token()[:6]}",
+        password=None,
+        role=Role.reader,
+        display_name=invite.label or f"Reader {invite.id}",
+    )
+    db.add(StudyReader(study_id=invite.study_id, user_id=reader.id))
+    invite.used_at = now
+    invite.reader_id = reader.id
+    db.flush()
+    return reader, invite

@@ -1,0 +1,184 @@
+"""The synthbench command line: serve, worker, db, user, demo."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from app.models import Role
+
+console = Console()
+cli = typer.Typer(help="synthbench: judge synthetic medical images.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+user_cli = typer.Typer(help="User accounts.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(user_cli, name="user")
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply Alembic migrations (the only way the schema is created)."""
+    from app.config import get_settings
+    from app.migrate import upgrade
+
+    upgrade(revision=revision)
+    console.print(f"database at [bold]{get_settings().resolved_database_url()}[/] is at {revision}")
+
+
+@user_cli.command("create")
+def user_create(
+    username: str,
+    role: Annotated[Role, typer.Option(help="admin, researcher or reader")] = Role.researcher,
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)
+    ] = "",
+) -> None:
+    """Create a user who signs in with a password."""
+    from app.auth.service import AuthError, create_user
+    from app.db import session_scope
+
+    try:
+        with session_scope() as db:
+            create_user(db, username=username, password=password, role=role)
+    except AuthError as exc:
+        console.print(f"[red]{exc.message}[/]")
+        raise typer.Exit(1) from exc
+    console.print(f"created {role.value} [bold]{username}[/]")
+
+
+def _worker_argv(queues: str, concurrency: int) -> list[str]:
+    return [
+        "worker",
+        "--queues",
+        queues,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
+@cli.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="comma-separated: gpu,cpu")] = "gpu,cpu",
+    concurrency: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Run a Celery worker that consumes the given queues."""
+    from workers.celery_app import celery_app
+
+    celery_app.worker_main(_worker_argv(queues, concurrency))
+
+
+@cli.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    embedded_worker: Annotated[bool, typer.Option(help="also run a worker")] = True,
+    web_workers: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Web server plus an embedded worker, one process tree: Ctrl-C stops all."""
+    import uvicorn
+
+    child: subprocess.Popen[bytes] | None = None
+    if embedded_worker:
+        # Fixed argv, no shell: the worker is this same interpreter running Celery. Its own
+        # session, so that we (not the terminal) decide when and how it stops.
+        child = subprocess.Popen(  # noqa: S603
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                *_worker_argv("gpu,cpu", 1),
+            ],
+            env=os.environ.copy(),
+            start_new_session=True,
+        )
+    # uvicorn re-raises the signal that stopped it; with a Python handler in place that
+    # becomes SystemExit here, so the finally block below always stops the worker.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=web_workers,
+            log_level="info",
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if child is not None:
+            stop_process_group(child)
+
+
+def stop_process_group(child: subprocess.Popen[bytes], grace_s: float = 20) -> None:
+    """Celery's warm shutdown first (running jobs finish or go back to the queue), then kill."""
+    if child.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGTERM)
+    try:
+        child.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+@cli.command()
+def demo(
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+) -> None:
+    """Migrate, load the demo content, print the logins, then serve."""
+    from app.config import get_settings
+    from app.demo import DEMO_USERS, load_demo
+
+    with progress_bar() as bar:
+        task = bar.add_task("preparing demo", total=1.0)
+
+        def report(done: float, total: float, message: str = "") -> None:
+            bar.update(task, completed=done / total if total else 1.0, description=message)
+
+        info = load_demo(progress=report)
+    url = f"http://{host}:{port}"
+    console.rule("synthbench demo")
+    console.print(f"Open [bold]{url}[/]  (data in {get_settings().home})")
+    for username, (password, role) in DEMO_USERS.items():
+        console.print(f"  {role.value:<10} {username} / {password}")
+    if info.get("invite_link_path"):
+        console.print(f"  reader invitation (single use): {url}{info['invite_link_path']}")
+    if serve_after:
+        serve(host=host, port=port, embedded_worker=True, web_workers=1)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

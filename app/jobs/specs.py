@@ -1,0 +1,57 @@
+"""Job specs: the one place that turns user input into a job's type, queue and params.
+
+The web form and the CLI both call these builders, so a job means the same thing whichever
+door it came through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ml.data.collections import available_collections
+
+QUEUES = ("cpu", "gpu")
+
+
+class SpecError(ValueError):
+    """Invalid job input; ``field`` names the form field for an inline error."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+        self.message = message
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    type: str
+    queue: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    title: str
+    default_queue: str
+
+
+JOB_TYPES: dict[str, JobType] = {
+    "image_stats": JobType("image_stats", "Image statistics of a collection", "cpu"),
+}
+
+
+def _queue(queue: str | None, job_type: str) -> str:
+    chosen = (queue or JOB_TYPES[job_type].default_queue).strip().lower()
+    if chosen not in QUEUES:
+        raise SpecError("queue", f"Unknown queue {chosen!r}; choose one of {', '.join(QUEUES)}.")
+    return chosen
+
+
+def image_stats_spec(collection: str, queue: str | None = None) -> JobSpec:
+    collections = available_collections()
+    if collection not in collections:
+        known = ", ".join(sorted(collections)) or "none installed"
+        raise SpecError("collection", f"Unknown image collection {collection!r} (known: {known}).")
+    return JobSpec("image_stats", _queue(queue, "image_stats"), {"collection": collection})

@@ -1,0 +1,127 @@
+"""create_app(): the FastAPI application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.auth.routes import router as auth_router
+from app.config import get_settings
+from app.db import get_sessionmaker
+from app.deps import Forbidden, LoginRequired, MaybeUser
+from app.jobs import service as job_service
+from app.jobs.routes import router as jobs_router
+from app.reading.routes import router as reading_router
+from app.studies.routes import StudyNotFound
+from app.studies.routes import router as studies_router
+from app.web.health import router as health_router
+from app.web.security import SecurityMiddleware, csrf_protect
+from app.web.templating import ROOT, redirect, render
+
+log = logging.getLogger(__name__)
+REAPER_INTERVAL_S = 30
+
+
+def _wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "") and not request.headers.get(
+        "hx-request"
+    )
+
+
+def _error(request: Request, status: int, message: str) -> Response:
+    if _wants_json(request):
+        return JSONResponse({"detail": message}, status_code=status)
+    return render(request, "errors/error.html", {"message": message}, status_code=status)
+
+
+def _reap_once() -> None:
+    with get_sessionmaker()() as db:
+        reaped = job_service.reap_stale(db)
+        if reaped:
+            log.warning("marked %d jobs without heartbeat as failed", reaped)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def reaper() -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await run_in_threadpool(_reap_once)
+            await asyncio.sleep(REAPER_INTERVAL_S)
+
+    task = asyncio.create_task(reaper())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(
+        title="synthbench",
+        lifespan=_lifespan,
+        dependencies=[Depends(csrf_protect)],
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.secret_key = settings.resolved_secret_key()
+    app.add_middleware(
+        SecurityMiddleware,
+        secret=app.state.secret_key,
+        secure_cookies=settings.secure_cookies,
+    )
+    app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
+
+    for router in (health_router, auth_router, jobs_router, studies_router, reading_router):
+        app.include_router(router)
+
+    @app.get("/")
+    def home(request: Request, principal: MaybeUser) -> Response:
+        if principal is None:
+            return redirect(request, "/login")
+        return redirect(request, "/jobs" if principal.is_researcher else "/read")
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, _exc: LoginRequired) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": "Sign in first."}, status_code=401)
+        return redirect(request, f"/login?next={request.url.path}")
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> Response:
+        return _error(request, 403, exc.message)
+
+    @app.exception_handler(job_service.JobNotFound)
+    async def job_not_found(request: Request, exc: job_service.JobNotFound) -> Response:
+        return _error(request, 404, f"There is no job {exc.args[0]} that you can see.")
+
+    @app.exception_handler(StudyNotFound)
+    async def study_not_found(request: Request, exc: StudyNotFound) -> Response:
+        return _error(request, 404, f"There is no study {exc.args[0]} that you can see.")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404 and message == "Not Found":
+            message = "This page does not exist."
+        return _error(request, exc.status_code, message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}"
+            for e in exc.errors()
+        )
+        return _error(request, 422, f"The request was not valid: {problems}")
+
+    return app

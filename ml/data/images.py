@@ -1,0 +1,161 @@
+"""Load an uploaded image (PNG, JPEG or DICOM) into a float32 grey image in [0, 1].
+
+The format is decided by magic bytes only: a file's name is chosen by whoever uploads it, so
+trusting the extension would let a mislabelled file reach the wrong decoder. Pixel counts are
+checked from the header before any pixel is decoded, so a small file that announces a huge
+image cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ml.data.dicom import (
+    DEFAULT_MAX_PIXELS,
+    LUMA_WEIGHTS,
+    CorruptImageError,
+    DecodedImage,
+    ImageDecodeError,
+    ImageMeta,
+    ImageTooLargeError,
+    NotAnImageError,
+    Source,
+    TruncatedFileError,
+    decode_dicom,
+    dicom_layout,
+    read_source_bytes,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DecodedImage",
+    "ImageDecodeError",
+    "ImageMeta",
+    "load_image",
+    "sniff_format",
+]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+_PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG"}
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Return "png", "jpeg" or "dicom" from the first 132+ bytes, or None."""
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head.startswith(JPEG_SIGNATURE):
+        return "jpeg"
+    if dicom_layout(head[:132]) is not None:
+        return "dicom"
+    return None
+
+
+def load_image(
+    source: Source,
+    *,
+    name_hint: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    frame: int | None = None,
+    window: tuple[float, float] | None = None,
+    salt: str | bytes | None = None,
+) -> DecodedImage:
+    """Decode PNG / JPEG / DICOM bytes to a grey float32 [0, 1] image.
+
+    `name_hint` only labels error messages. 16-bit greyscale PNGs keep 16-bit precision;
+    colour becomes BT.601 luminance; transparent pixels are composited onto black, the same
+    colour `canonical_png` pads with. `frame`, `window` and `salt` are passed to
+    `decode_dicom` for DICOM input and ignored otherwise.
+    """
+    data = read_source_bytes(source)
+    label = f"{name_hint}: " if name_hint else ""
+    fmt = sniff_format(data[:132])
+    try:
+        if fmt is None:
+            kind = "empty file" if not data else "unrecognised content"
+            raise NotAnImageError(f"not a supported image (PNG, JPEG or DICOM): {kind}")
+        if fmt == "dicom":
+            return decode_dicom(data, window=window, frame=frame, salt=salt, max_pixels=max_pixels)
+        return _load_raster(data, fmt, max_pixels)
+    except ImageDecodeError as exc:
+        # Prefix in place so callers still get the specific error class and its fields.
+        if label:
+            exc.reason = label + exc.reason
+            exc.args = (exc.reason,)
+        raise
+
+
+def _load_raster(data: bytes, fmt: str, max_pixels: int) -> DecodedImage:
+    pil_format = _PIL_FORMAT[fmt]
+    try:
+        # Image.open parses only the header. Pillow raises DecompressionBombError itself past
+        # twice its global limit; below that our own, lower max_pixels check decides.
+        im = Image.open(io.BytesIO(data), formats=[pil_format])
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(
+            f"{pil_format} header announces an image over the decompression-bomb limit ({exc})",
+            0,
+            max_pixels,
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise CorruptImageError(f"{pil_format} header is unreadable") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise _classify(exc, pil_format) from exc
+    with im:
+        width, height = im.size
+        if width * height > max_pixels:
+            raise ImageTooLargeError(
+                f"image is {width}x{height} = {width * height:,} pixels, "
+                f"over the {max_pixels:,} limit",
+                width * height,
+                max_pixels,
+            )
+        mode = im.mode
+        try:
+            im.load()
+            # Honour EXIF orientation: it is how the author saw the image, and the EXIF block
+            # itself is dropped later, so the rotation must be baked in now.
+            upright = ImageOps.exif_transpose(im)
+            pixels, bits = _to_grey(upright if upright is not None else im)
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise _classify(exc, pil_format) from exc
+    meta = ImageMeta(
+        source_format=fmt,
+        rows=int(pixels.shape[0]),
+        cols=int(pixels.shape[1]),
+        bits_stored=bits,
+        photometric=mode,
+        voi="full-range",
+        value_range=(0.0, float(2**bits - 1)),
+    )
+    return DecodedImage(pixels=pixels, meta=meta)
+
+
+def _classify(exc: BaseException, pil_format: str) -> ImageDecodeError:
+    text = str(exc)
+    if "truncated" in text.lower() or isinstance(exc, EOFError):
+        return TruncatedFileError(f"{pil_format} file is truncated ({text})")
+    return CorruptImageError(f"{pil_format} data is corrupt ({text})")
+
+
+def _to_grey(im: Image.Image) -> tuple[NDArray[np.float32], int]:
+    """(pixels in [0, 1], source bits per sample) without dropping 16-bit precision."""
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return (np.asarray(im, dtype=np.float64) / 65535.0).astype(np.float32), 16
+    if mode == "I":
+        # Pillow opens some 16-bit greyscale PNGs as 32-bit "I"; their range is still 0..65535.
+        arr = np.asarray(im, dtype=np.float64)
+        return np.clip(arr / 65535.0, 0.0, 1.0).astype(np.float32), 16
+    if mode in ("1", "L"):
+        return (np.asarray(im.convert("L"), dtype=np.float64) / 255.0).astype(np.float32), 8
+    has_alpha = mode in ("LA", "RGBA", "PA", "La", "RGBa") or "transparency" in im.info
+    rgba = np.asarray(im.convert("RGBA" if has_alpha else "RGB"), dtype=np.float64) / 255.0
+    grey = rgba[..., :3] @ np.asarray(LUMA_WEIGHTS)
+    if has_alpha:
+        grey = grey * rgba[..., 3]
+    return np.clip(grey, 0.0, 1.0).astype(np.float32), 8

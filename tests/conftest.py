@@ -1,0 +1,97 @@
+"""Shared fixtures: real databases (SQLite, PostgreSQL), real brokers (embedded, Redis), real
+worker and server processes. Nothing of ours is mocked."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytest_postgresql import factories as pg_factories
+from pytest_redis import factories as redis_factories
+from support import Env, Process, Server, activate, start_server, start_worker
+
+
+def _pg_ctl() -> str | None:
+    found = shutil.which("pg_ctl") or sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return found if isinstance(found, str) else (found[-1] if found else None)
+
+
+# initdb refuses to run as root; as root (CI containers) we use the machine's running server
+# through pytest-postgresql's noproc fixture, which still gives each test a fresh database.
+if os.geteuid() != 0 and _pg_ctl():
+    postgresql_server = pg_factories.postgresql_proc(executable=_pg_ctl(), port=None)
+else:
+    postgresql_server = pg_factories.postgresql_noproc(
+        host=os.environ.get("SYNTHBENCH_TEST_PG_HOST", "127.0.0.1"),
+        port=int(os.environ.get("SYNTHBENCH_TEST_PG_PORT", "5432")),
+        user=os.environ.get("SYNTHBENCH_TEST_PG_USER", "postgres"),
+        password=os.environ.get("SYNTHBENCH_TEST_PG_PASSWORD", ""),
+    )
+postgresql = pg_factories.postgresql("postgresql_server")
+
+redis_server = redis_factories.redis_proc(executable=shutil.which("redis-server") or "redis-server")
+
+
+@pytest.fixture
+def pg_url(postgresql) -> str:  # type: ignore[no-untyped-def]
+    info = postgresql.info
+    password = f":{info.password}" if info.password else ""
+    return f"postgresql+psycopg://{info.user}{password}@{info.host}:{info.port}/{info.dbname}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def env(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+    """Both databases, embedded broker."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'synthbench.sqlite'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    environment = Env(tmp_path, url, f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}")
+    activate(environment, monkeypatch)
+    yield environment
+    from app.db import get_engine
+
+    get_engine().dispose()
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+    environment = Env(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'synthbench.sqlite'}",
+        f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
+    )
+    activate(environment, monkeypatch)
+    return environment
+
+
+@pytest.fixture
+def worker_factory() -> Iterator:
+    started: list[Process] = []
+
+    def make(env: Env, name: str = "worker") -> Process:
+        process = start_worker(env, name)
+        started.append(process)
+        return process
+
+    yield make
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def server_factory() -> Iterator:
+    started: list[Server] = []
+
+    def make(env: Env, **kwargs: bool) -> Server:
+        server = start_server(env, **kwargs)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.process.stop()

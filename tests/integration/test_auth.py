@@ -1,0 +1,205 @@
+"""Login, sessions, CSRF, invitations and who may see what: SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, update
+from support import make_user
+from web_client import WebClient
+
+from app.db import session_scope
+from app.main import create_app
+from app.models import Invite, Job, Study, StudyReader, User, WebSession
+from app.models.types import utcnow
+
+
+@pytest.fixture
+def web(env) -> WebClient:  # type: ignore[no-untyped-def]
+    make_user("alice", "alice-password", "researcher")
+    make_user("bob", "bob-password", "researcher")
+    make_user("root", "root-password", "admin")
+    with TestClient(create_app(), base_url="http://testserver") as client:
+        yield WebClient(client)
+
+
+def _count(model: type) -> int:
+    with session_scope() as db:
+        return int(db.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_wrong_password_is_refused_with_a_clear_message(web: WebClient) -> None:
+    response = web.login("alice", "not-her-password")
+    assert response.status_code == 401
+    assert "Wrong username or password." in response.text
+    assert "sb_session" not in response.cookies
+    assert _count(WebSession) == 0
+
+
+def test_unknown_user_gets_the_same_answer_as_a_wrong_password(web: WebClient) -> None:
+    response = web.login("nobody", "whatever-password")
+    assert response.status_code == 401
+    assert "Wrong username or password." in response.text
+
+
+def test_login_rotates_the_session_and_logout_ends_it(web: WebClient) -> None:
+    first = web.login("alice", "alice-password")
+    assert first.status_code == 303 and first.headers["location"] == "/"
+    cookie_1 = web.client.cookies.get("sb_session")
+    assert web.get("/jobs").status_code == 200
+    second = web.login("alice", "alice-password")
+    cookie_2 = web.client.cookies.get("sb_session")
+    assert second.status_code == 303 and cookie_1 != cookie_2
+    # Rotation: the old session is gone from the server, not merely replaced in the browser.
+    assert _count(WebSession) == 1
+    logout = web.post_form("/logout", {}, token_from="/jobs", follow_redirects=False)
+    assert logout.status_code == 303
+    assert _count(WebSession) == 0
+    web.client.cookies.set("sb_session", cookie_2)  # a stolen copy of the cookie is now useless
+    page = web.get("/jobs", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+
+
+def test_session_cookie_flags(web: WebClient) -> None:
+    response = web.login("alice", "alice-password")
+    header = next(
+        v for k, v in response.headers.multi_items() if k == "set-cookie" and "sb_session" in v
+    )
+    assert "HttpOnly" in header and "SameSite=lax" in header.replace("samesite", "SameSite")
+
+
+def test_post_without_csrf_token_is_refused_and_changes_nothing(web: WebClient) -> None:
+    web.login("alice", "alice-password")
+    response = web.client.post("/studies", data={"name": "sneaky"})
+    assert response.status_code == 403
+    assert "security token" in response.text
+    bad = web.client.post("/studies", data={"name": "sneaky", "csrf_token": "forged.token"})
+    assert bad.status_code == 403
+    htmx = web.client.post("/studies", data={"name": "x"}, headers={"HX-Request": "true"})
+    assert htmx.status_code == 403
+    assert _count(Study) == 0
+
+
+def test_csrf_header_works_for_htmx_requests(web: WebClient) -> None:
+    from web_client import csrf_from
+
+    web.login("alice", "alice-password")
+    token = csrf_from(web.get("/studies").text)
+    response = web.client.post(
+        "/studies",
+        data={"name": "via htmx"},
+        headers={"X-CSRF-Token": token, "HX-Request": "true"},
+    )
+    assert response.status_code == 200 and response.headers["HX-Redirect"].startswith("/studies/")
+    assert _count(Study) == 1
+
+
+def test_csrf_token_from_before_login_is_useless_after_login(web: WebClient) -> None:
+    from web_client import csrf_from
+
+    old_token = csrf_from(web.get("/login").text)
+    web.login("alice", "alice-password")
+    response = web.client.post("/studies", data={"name": "x", "csrf_token": old_token})
+    assert response.status_code == 403
+
+
+def test_unknown_and_foreign_job_ids_are_404_pages(web: WebClient) -> None:
+    web.login("alice", "alice-password")
+    assert "no job 999" in web.get("/jobs/999").text
+    assert web.get("/jobs/999").status_code == 404
+    with session_scope() as db:
+        bob = db.scalar(select(User).where(User.username == "bob"))
+        db.add(Job(type="image_stats", queue="cpu", params={}, owner_id=bob.id))
+    with session_scope() as db:
+        job_id = db.scalar(select(Job.id))
+    assert web.get(f"/jobs/{job_id}").status_code == 404
+    assert web.get("/jobs/not-a-number").status_code == 422
+    assert web.get("/no/such/page").status_code == 404
+
+
+def _study_with_invite(web: WebClient) -> tuple[int, str]:
+    web.login("alice", "alice-password")
+    created = web.post_form(
+        "/studies", {"name": "Study A"}, token_from="/studies", follow_redirects=True
+    )
+    assert created.status_code == 200
+    with session_scope() as db:
+        study_id = db.scalar(select(Study.id).where(Study.name == "Study A"))
+    page = web.post_form(
+        f"/studies/{study_id}/invites", {"label": "Dr R"}, token_from=f"/studies/{study_id}"
+    )
+    link = page.text.split('id="invite-link" value="')[1].split('"')[0]
+    web.post_form("/logout", {}, token_from="/studies")
+    return study_id, link.split("/invite/")[1]
+
+
+def test_invite_is_single_use_and_scopes_the_reader(web: WebClient) -> None:
+    study_id, token = _study_with_invite(web)
+    page = web.get(f"/invite/{token}")
+    assert page.status_code == 200 and "Study A" in page.text
+    assert _count(StudyReader) == 0  # looking at the link does not use it
+    accepted = web.post_form(f"/invite/{token}", {}, token_from=f"/invite/{token}")
+    assert accepted.status_code == 200 and "Study A" in accepted.text
+    assert str(accepted.url).endswith(f"/read/{study_id}")
+    assert _count(StudyReader) == 1
+    # A reader sees reading pages only.
+    assert web.get("/jobs").status_code == 403
+    assert web.get("/studies").status_code == 403
+    assert web.get(f"/studies/{study_id}").status_code == 403
+    assert web.get("/read/12345").status_code == 403
+    # Second use of the same link.
+    again = web.client.post(f"/invite/{token}", data={"csrf_token": _token(web)})
+    assert again.status_code == 410 and "already been used" in again.text
+    assert _count(StudyReader) == 1
+
+
+def _token(web: WebClient) -> str:
+    from web_client import csrf_from
+
+    return csrf_from(web.get("/read").text)
+
+
+def test_expired_invite_is_refused(web: WebClient) -> None:
+    _, token = _study_with_invite(web)
+    with session_scope() as db:
+        db.execute(update(Invite).values(expires_at=utcnow() - timedelta(minutes=1)))
+    response = web.get(f"/invite/{token}")
+    assert response.status_code == 410 and "expired" in response.text
+    users_before = _count(User)
+    accept = web.post_form(f"/invite/{token}", {}, token_from="/login")
+    assert accept.status_code == 410
+    assert _count(User) == users_before
+
+
+def test_unknown_invite_token_is_404(web: WebClient) -> None:
+    response = web.get("/invite/not-a-real-token")
+    assert response.status_code == 404 and "not valid" in response.text
+
+
+def test_researchers_see_only_their_own_studies(web: WebClient) -> None:
+    study_id, _ = _study_with_invite(web)
+    web.login("bob", "bob-password")
+    assert web.get(f"/studies/{study_id}").status_code == 404
+    assert "Study A" not in web.get("/studies").text
+    web.post_form("/logout", {}, token_from="/studies")
+    web.login("root", "root-password")
+    assert web.get(f"/studies/{study_id}").status_code == 200
+
+
+def test_anonymous_visitors_are_sent_to_login(web: WebClient) -> None:
+    for path in ("/jobs", "/studies", "/read", "/jobs/1"):
+        response = web.get(path, follow_redirects=False)
+        assert response.status_code == 303, path
+        assert response.headers["location"] == f"/login?next={path}"
+    api = web.get("/jobs", headers={"Accept": "application/json"}, follow_redirects=False)
+    assert api.status_code == 401
+
+
+def test_security_headers(web: WebClient) -> None:
+    headers = web.get("/login").headers
+    assert "unsafe-inline" not in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "no-referrer"

@@ -1,0 +1,144 @@
+"""Test helpers that are not fixtures: installations, processes, users."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Env:
+    """A synthbench installation: home folder, database and broker URLs."""
+
+    home: Path
+    database_url: str
+    broker_url: str
+
+    def environ(self) -> dict[str, str]:
+        env = os.environ.copy()
+        env.update(
+            SYNTHBENCH_HOME=str(self.home),
+            SYNTHBENCH_DATABASE_URL=self.database_url,
+            SYNTHBENCH_BROKER_URL=self.broker_url,
+            SYNTHBENCH_SECRET_KEY="test-secret-key-not-for-production-0123456789",
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+
+def point_celery_at(broker_url: str) -> None:
+    """Rebind this process's Celery producer to another broker.
+
+    A running synthbench process never changes broker, so this lives in tests: Celery caches
+    both a connection pool and a producer pool bound to the first broker it saw.
+    """
+    from workers.celery_app import celery_app
+
+    celery_app.conf.broker_url = broker_url
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+def activate(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point this process's settings, engine and Celery producer at ``env``."""
+    from app.config import get_settings
+    from app.db import get_engine, get_sessionmaker
+    from app.migrate import upgrade
+
+    for key, value in env.environ().items():
+        if key.startswith("SYNTHBENCH_"):
+            monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    get_sessionmaker.cache_clear()
+    get_engine.cache_clear()
+    point_celery_at(env.broker_url)
+    upgrade()
+
+
+class Process:
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._fh = log.open("wb")
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = 15, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        self._fh.close()
+
+
+def start_worker(env: Env, name: str = "worker") -> Process:
+    argv = [sys.executable, "-m", "app.cli", "worker", "--queues", "gpu,cpu"]
+    worker = Process(argv, env.environ(), env.home / f"{name}.log")
+    deadline = time.monotonic() + 60
+    while "ready." not in worker.output():
+        if worker.proc.poll() is not None or time.monotonic() > deadline:
+            worker.stop()
+            raise RuntimeError(f"worker did not start:\n{worker.output()[-3000:]}")
+        time.sleep(0.2)
+    return worker
+
+
+@dataclass
+class Server:
+    url: str
+    process: Process
+
+
+def start_server(env: Env, *, embedded_worker: bool = False) -> Server:
+    port = free_port()
+    argv = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+    argv.append("--embedded-worker" if embedded_worker else "--no-embedded-worker")
+    process = Process(argv, env.environ(), env.home / "server.log")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return Server(url, process)
+        except httpx.HTTPError:
+            pass
+        if process.proc.poll() is not None or time.monotonic() > deadline:
+            process.stop()
+            raise RuntimeError(f"server did not start:\n{process.output()[-3000:]}")
+        time.sleep(0.2)
+
+
+def make_user(username: str, password: str, role: str) -> int:
+    from app.auth.service import create_user
+    from app.db import session_scope
+    from app.models import Role
+
+    with session_scope() as db:
+        return create_user(db, username=username, password=password, role=Role(role)).id

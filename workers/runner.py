@@ -1,0 +1,86 @@
+"""The life of one job attempt, driven by the Job row. Safe to run twice for the same id."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from app.db import session_scope
+from app.jobs.service import artefact_dir_for
+from app.models import Job, JobStatus
+from app.models.types import utcnow
+from ml.progress import Stopped
+from workers.handlers import HANDLERS
+from workers.reporting import JobCancelled, JobReporter
+
+log = logging.getLogger(__name__)
+
+# A job that has crashed its worker this many times is a poison job: stop redelivering it.
+MAX_ATTEMPTS = 3
+
+
+def _start(job_id: int, worker: str) -> tuple[str, dict, Path] | None:
+    with session_scope() as db:
+        job = db.get(Job, job_id, with_for_update=True)
+        if job is None:
+            log.warning("job %s does not exist; dropping the message", job_id)
+            return None
+        if job.status.finished:
+            return None  # a duplicate delivery of a job that already ended
+        if job.cancel_requested:
+            job.status, job.finished_at = JobStatus.cancelled, utcnow()
+            return None
+        if job.attempts >= MAX_ATTEMPTS:
+            job.status, job.finished_at = JobStatus.failed, utcnow()
+            job.error = f"Gave up after {job.attempts} attempts that did not finish."
+            return None
+        job.attempts += 1
+        job.status = JobStatus.running
+        job.started_at = job.started_at or utcnow()
+        job.heartbeat_at = utcnow()
+        job.worker = worker
+        job.message = "started" if job.attempts == 1 else f"resumed (attempt {job.attempts})"
+        artefacts = Path(job.artefact_dir) if job.artefact_dir else artefact_dir_for(job.id)
+        return job.type, dict(job.params), artefacts
+
+
+def _finish(job_id: int, status: JobStatus, **values: object) -> None:
+    with session_scope() as db:
+        job = db.get(Job, job_id)
+        if job is None:
+            return
+        job.status = status
+        job.finished_at = utcnow()
+        for key, value in values.items():
+            setattr(job, key, value)
+
+
+def execute(job_id: int, worker: str = "in-process") -> None:
+    started = _start(job_id, worker)
+    if started is None:
+        return
+    job_type, params, artefacts = started
+    artefacts.mkdir(parents=True, exist_ok=True)
+    handler = HANDLERS.get(job_type)
+    if handler is None:
+        _finish(job_id, JobStatus.failed, error=f"No handler for job type {job_type!r}.")
+        return
+    try:
+        with JobReporter(job_id) as reporter:
+            result = handler(params, artefacts, reporter.progress, reporter.should_stop)
+    except (Stopped, JobCancelled) as exc:
+        _finish(job_id, JobStatus.cancelled, message=f"cancelled: {exc}")
+    except SoftTimeLimitExceeded:
+        _finish(job_id, JobStatus.failed, error="The job ran past its time limit.")
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        _finish(
+            job_id,
+            JobStatus.failed,
+            error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}"[:8000],
+        )
+    else:
+        _finish(job_id, JobStatus.succeeded, result=result, progress=1.0, message="done")
