@@ -18,9 +18,11 @@ from app.auth.routes import router as auth_router
 from app.config import get_settings
 from app.db import get_sessionmaker
 from app.deps import Forbidden, LoginRequired, MaybeUser
+from app.imagesets.routes import router as imagesets_router
 from app.jobs import service as job_service
 from app.jobs.routes import router as jobs_router
 from app.reading.routes import router as reading_router
+from app.studies.results_routes import router as results_router
 from app.studies.routes import StudyNotFound
 from app.studies.routes import router as studies_router
 from app.web.health import router as health_router
@@ -82,7 +84,16 @@ def create_app() -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
 
-    for router in (health_router, auth_router, jobs_router, studies_router, reading_router):
+    for router in (
+        health_router,
+        auth_router,
+        jobs_router,
+        imagesets_router,
+        # Fixed paths (/studies/import) before /studies/{study_id} in the studies router.
+        results_router,
+        studies_router,
+        reading_router,
+    ):
         app.include_router(router)
 
     @app.get("/")

@@ -30,6 +30,9 @@ else:
         port=int(os.environ.get("SYNTHBENCH_TEST_PG_PORT", "5432")),
         user=os.environ.get("SYNTHBENCH_TEST_PG_USER", "postgres"),
         password=os.environ.get("SYNTHBENCH_TEST_PG_PASSWORD", ""),
+        # Per-process names: two runs on one server (or a run killed mid-way, which leaves
+        # its template behind) must not collide on pytest-postgresql's fixed "tests_tmpl".
+        dbname=f"synthbench_test_{os.getpid()}",
     )
 postgresql = pg_factories.postgresql("postgresql_server")
 

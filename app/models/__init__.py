@@ -1,7 +1,36 @@
 """All models, imported once so Alembic and the app see the whole schema."""
 
+from app.models.imageset import Image, ImageSet, Origin
 from app.models.job import Job, JobStatus
-from app.models.study import Invite, Study, StudyReader
+from app.models.study import (
+    Answer,
+    ExternalRating,
+    Invite,
+    ScheduleEntry,
+    Study,
+    StudyImageSet,
+    StudyItem,
+    StudyKind,
+    StudyReader,
+)
 from app.models.user import Role, User, WebSession
 
-__all__ = ["Invite", "Job", "JobStatus", "Role", "Study", "StudyReader", "User", "WebSession"]
+__all__ = [
+    "Answer",
+    "ExternalRating",
+    "Image",
+    "ImageSet",
+    "Invite",
+    "Job",
+    "JobStatus",
+    "Origin",
+    "Role",
+    "ScheduleEntry",
+    "Study",
+    "StudyImageSet",
+    "StudyItem",
+    "StudyKind",
+    "StudyReader",
+    "User",
+    "WebSession",
+]
