@@ -21,6 +21,9 @@ db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_cli = typer.Typer(help="User accounts.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(user_cli, name="user")
+from app.studies.cli import study_cli  # noqa: E402
+
+cli.add_typer(study_cli, name="study")
 
 
 def progress_bar() -> Progress:

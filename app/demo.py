@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.auth.service import create_invite, create_user
 from app.db import session_scope
+from app.demo_content import PCA_SOURCE, real_zip, simulated_ratings_csv, synthetic_zip
+from app.domain.reader_study import StudyDesign
+from app.imagesets.service import create_image_set
 from app.jobs.service import JobSpec, create_job
 from app.jobs.specs import image_stats_spec
 from app.migrate import upgrade
-from app.models import Job, JobStatus, Role, Study, StudyReader, User
+from app.models import ImageSet, Job, JobStatus, Role, Study, User
+from app.studies.design import ReadingOptions
+from app.studies.imports import import_ratings
+from app.studies.service import assign_reader, create_study
+from ml.data.collections import available_collections
 from ml.progress import ProgressFn, no_progress
 
 # Known passwords are fine for a laptop demo and are printed at start-up; never use in production.
@@ -21,6 +30,9 @@ DEMO_USERS: dict[str, tuple[str, Role]] = {
     "reader": ("demo-reader-pw", Role.reader),
 }
 DEMO_STUDY = "Demo: paediatric chest X-rays, real or synthetic?"
+DEMO_REAL_SET = "Demo real: paediatric chest X-rays (16)"
+DEMO_SYNTHETIC_SET = f"Demo synthetic: PCA baseline ({PCA_SOURCE})"
+DEMO_SIMULATED = "Example statistics: SIMULATED readers (not real answers)"
 
 
 def _run_demo_job(spec: JobSpec, owner_id: int) -> None:
@@ -34,8 +46,52 @@ def _run_demo_job(spec: JobSpec, owner_id: int) -> None:
     execute(job_id, worker="demo-loader")
 
 
+def _image_set(
+    db: Session, owner_id: int, name: str, make_zip: Callable[[], BinaryIO], description: str
+) -> int:
+    existing = db.scalar(select(ImageSet).where(ImageSet.name == name))
+    if existing is not None:
+        return existing.id
+    return create_image_set(
+        db,
+        owner_id=owner_id,
+        name=name,
+        default_origin=None,
+        upload_path_or_file=make_zip(),
+        description=description,
+    ).id
+
+
+def _demo_study(db: Session, researcher: User, reader: User, set_ids: list[int]) -> Study:
+    study = db.scalar(select(Study).where(Study.name == DEMO_STUDY))
+    if study is not None:
+        return study
+    study = create_study(
+        db,
+        owner=researcher,
+        name=DEMO_STUDY,
+        instructions=(
+            "Half of these images are real paediatric chest X-rays, half were generated. "
+            "Press R (real), F (fake) or U (uncertain), 1-5 for confidence, Enter to submit."
+        ),
+        image_set_ids=set_ids,
+        design=StudyDesign(
+            n_images=12,
+            synthetic_share=0.5,
+            stratify_by_label=True,
+            stratify_by_source=True,
+            repeat_share=0.17,
+            practice_images=2,
+            seed=2026,
+        ),
+        reading=ReadingOptions(confidence="1-5", reason_required=True),
+    )
+    assign_reader(db, study, reader.id)
+    return study
+
+
 def load_demo(progress: ProgressFn = no_progress) -> dict[str, Any]:
-    steps = 4
+    steps = 6
     progress(0, steps, "migrating database")
     upgrade()
     progress(1, steps, "creating demo accounts")
@@ -47,24 +103,38 @@ def load_demo(progress: ProgressFn = no_progress) -> dict[str, Any]:
                 db, username=username, password=password, role=role
             )
         researcher = users["researcher"]
-        progress(2, steps, "creating the demo reader study")
-        study = db.scalar(select(Study).where(Study.name == DEMO_STUDY))
-        if study is None:
-            study = Study(
-                name=DEMO_STUDY,
-                instructions="Rate each image as real, fake (synthetic) or uncertain.",
-                owner_id=researcher.id,
-            )
-            db.add(study)
-            db.flush()
-            db.add(StudyReader(study_id=study.id, user_id=users["reader"].id))
+        researcher_id = researcher.id
+    collection = available_collections()["paediatric-cxr"]
+    progress(2, steps, "importing the real X-rays and sampling the PCA baseline")
+    with session_scope() as db:
+        real_id = _image_set(
+            db, researcher_id, DEMO_REAL_SET, lambda: real_zip(collection), collection.attribution
+        )
+        fake_id = _image_set(
+            db,
+            researcher_id,
+            DEMO_SYNTHETIC_SET,
+            lambda: synthetic_zip(collection, 8, seed=7),
+            "Samples of a class-conditional PCA generator fitted on the 16 demo X-rays: a "
+            "baseline that can only blend its training images, so expect near-copies.",
+        )
+    progress(3, steps, "creating the demo reader study")
+    with session_scope() as db:
+        researcher, reader = db.get(User, researcher_id), users["reader"]
+        study = _demo_study(db, researcher, db.merge(reader), [real_id, fake_id])
         # A fresh link every start: only hashes are stored, so an old link cannot be re-printed.
         token, _ = create_invite(
             db, study=study, created_by=researcher, hours=24 * 30, label="Demo reader"
         )
         invite_path = f"/invite/{token}"
-        researcher_id = researcher.id
-    progress(3, steps, "computing image statistics of the demo X-rays")
+        study_id = study.id
+    progress(4, steps, "importing simulated ratings for the statistics example")
+    with session_scope() as db:
+        if db.scalar(select(Study).where(Study.name == DEMO_SIMULATED)) is None:
+            import_ratings(
+                db, owner_id=researcher_id, name=DEMO_SIMULATED, csv_text=simulated_ratings_csv()
+            )
+    progress(5, steps, "computing image statistics of the demo X-rays")
     _run_demo_job(image_stats_spec("paediatric-cxr"), researcher_id)
-    progress(4, steps, "demo ready")
-    return {"invite_link_path": invite_path}
+    progress(6, steps, "demo ready")
+    return {"invite_link_path": invite_path, "study_id": study_id}

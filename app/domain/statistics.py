@@ -24,7 +24,7 @@ from statsmodels.genmod.families import Binomial
 from statsmodels.genmod.generalized_estimating_equations import GEE
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import binom_tost, proportion_confint
-from statsmodels.tools.sm_exceptions import ConvergenceWarning
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, IterationLimitWarning
 
 # Redundant aliases mark these as public re-exports, so callers keep importing from here.
 from app.domain.agreement import PairedTest as PairedTest
@@ -243,21 +243,41 @@ def _gee_pooled(scored: Sequence[Rating]) -> Pooled | None:
     model = GEE(
         y, np.ones((len(y), 1)), groups=groups, family=Binomial(), cov_struct=Exchangeable()
     )
+    # statsmodels reports a fit that stopped at its iteration limit only as a warning (and not
+    # a ConvergenceWarning); such estimates are not trustworthy, so both mean "fall back".
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
+        warnings.simplefilter("error", IterationLimitWarning)
         try:
             result = model.fit()
-        except (ConvergenceWarning, np.linalg.LinAlgError, ValueError):
+        except (ConvergenceWarning, IterationLimitWarning, np.linalg.LinAlgError, ValueError):
             return None
     estimate = float(result.params[0])
-    low, high = (float(v) for v in np.asarray(result.conf_int())[0])
+    # The sandwich (robust) variance is exactly zero when every reader's accuracy equals the
+    # pooled one, and too small with few readers. Clustering by reader can only widen the
+    # interval in a reader study (readers do not anti-correlate), so the floor is the standard
+    # error of the same proportion over independent answers.
+    p_hat = float(expit(estimate))
+    robust_se = float(np.sqrt(result.cov_robust[0, 0]))
+    independent_se = 1.0 / math.sqrt(len(y) * p_hat * (1.0 - p_hat))
+    se = max(robust_se, independent_se)
+    z = float(norm.ppf(0.975))
+    low, high = estimate - z * se, estimate + z * se
     if not all(math.isfinite(v) for v in (estimate, low, high)):
         return None
+    which = (
+        "robust (sandwich)"
+        if robust_se >= independent_se
+        else "independent-answers binomial (the robust one was smaller)"
+    )
     return Pooled(
         accuracy=float(expit(estimate)),
         ci_low=float(expit(low)),
         ci_high=float(expit(high)),
-        method="GEE logistic (correct ~ 1), exchangeable correlation within reader, robust 95% CI",
+        method=(
+            "GEE logistic (correct ~ 1), exchangeable correlation within reader, "
+            f"95% CI from the {which} standard error"
+        ),
     )
 
 

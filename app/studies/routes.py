@@ -1,18 +1,22 @@
-"""Studies and reader invitations (the study design grows with the reader-study work)."""
+"""Studies: design form, study page, readers and invitations (researchers)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import select
+from starlette.datastructures import FormData
 
 from app.auth import service as auth_service
 from app.auth.service import Principal
 from app.config import get_settings
 from app.deps import DbDep, Researcher
 from app.models import Invite, Study
+from app.studies import service
+from app.studies.design import load_design
+from app.studies.design_form import parse_design_form
 from app.web.templating import redirect, render
 
 router = APIRouter(prefix="/studies")
@@ -20,6 +24,13 @@ router = APIRouter(prefix="/studies")
 
 class StudyNotFound(LookupError):
     pass
+
+
+async def form_data(request: Request) -> FormData:
+    return await request.form()
+
+
+FormDep = Annotated[FormData, Depends(form_data)]
 
 
 def study_for(db: DbDep, study_id: int, principal: Principal) -> Study:
@@ -37,35 +48,86 @@ def study_list(request: Request, db: DbDep, principal: Researcher) -> Response:
     return render(request, "studies/list.html", {"studies": list(db.scalars(query))})
 
 
+def _new_form(request: Request, db: DbDep, principal: Principal, **context: object) -> Response:
+    status = 422 if context.get("errors") else 200
+    sets = service.visible_image_sets(db, principal.user)
+    return render(
+        request,
+        "studies/new.html",
+        {"image_sets": sets, "values": {}, "errors": {}, **context},
+        status_code=status,
+    )
+
+
+@router.get("/new")
+def new_study(request: Request, db: DbDep, principal: Researcher) -> Response:
+    return _new_form(request, db, principal)
+
+
 @router.post("")
-def create_study(
-    request: Request,
-    db: DbDep,
-    principal: Researcher,
-    name: Annotated[str, Form(max_length=200)] = "",
-    instructions: Annotated[str, Form(max_length=5000)] = "",
-) -> Response:
-    if not name.strip():
-        studies = list(db.scalars(select(Study).where(Study.owner_id == principal.user.id)))
-        return render(
-            request,
-            "studies/list.html",
-            {"studies": studies, "errors": {"name": "A study needs a name."}},
-            status_code=422,
+def create_study(request: Request, db: DbDep, principal: Researcher, form: FormDep) -> Response:
+    values = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
+    chosen = [v for v in form.getlist("image_set_ids") if isinstance(v, str)]
+    parsed = parse_design_form(values, chosen)
+    if not parsed.ok or parsed.design is None or parsed.reading is None:
+        return _new_form(request, db, principal, errors=parsed.errors, values=values, chosen=chosen)
+    try:
+        study = service.create_study(
+            db,
+            owner=principal.user,
+            name=parsed.name,
+            instructions=parsed.instructions,
+            image_set_ids=parsed.image_set_ids,
+            design=parsed.design,
+            reading=parsed.reading,
         )
-    study = Study(name=name.strip(), instructions=instructions.strip(), owner_id=principal.user.id)
-    db.add(study)
+    except service.StudyDesignError as exc:
+        db.rollback()
+        errors = {"design": " ".join(exc.problems)}
+        return _new_form(request, db, principal, errors=errors, values=values, chosen=chosen)
     db.commit()
     return redirect(request, f"/studies/{study.id}", flash="Study created.")
 
 
-@router.get("/{study_id}")
-def study_page(request: Request, study_id: int, db: DbDep, principal: Researcher) -> Response:
-    study = study_for(db, study_id, principal)
+def _study_page(request: Request, db: DbDep, study: Study, **extra: object) -> Response:
     invites = list(
         db.scalars(select(Invite).where(Invite.study_id == study.id).order_by(Invite.id.desc()))
     )
-    return render(request, "studies/detail.html", {"study": study, "invites": invites})
+    context = {
+        "study": study,
+        "design": load_design(study.design) if study.design else None,
+        "notes": (study.design or {}).get("notes", []),
+        "counts": service.study_counts(db, study),
+        "readers": service.reader_progress(db, study),
+        "assignable": service.assignable_readers(db, study),
+        "invites": invites,
+        "invite_hours": get_settings().invite_hours,
+        **extra,
+    }
+    return render(request, "studies/detail.html", context)
+
+
+@router.get("/{study_id}")
+def study_page(request: Request, study_id: int, db: DbDep, principal: Researcher) -> Response:
+    return _study_page(request, db, study_for(db, study_id, principal))
+
+
+@router.post("/{study_id}/readers")
+def assign_reader(
+    request: Request,
+    study_id: int,
+    db: DbDep,
+    principal: Researcher,
+    user_id: Annotated[int, Form()],
+) -> Response:
+    study = study_for(db, study_id, principal)
+    try:
+        service.assign_reader(db, study, user_id)
+    except service.StudyDesignError as exc:
+        db.rollback()
+        return redirect(request, f"/studies/{study.id}", flash=exc.problems[0], kind="error")
+    db.commit()
+    return redirect(request, f"/studies/{study.id}", flash="Reader assigned.")
 
 
 @router.post("/{study_id}/invites")
@@ -81,11 +143,7 @@ def create_invite(
         db, study=study, created_by=principal.user, hours=get_settings().invite_hours, label=label
     )
     db.commit()
-    link = str(request.url_for("invite_page", token=token))
-    invites = list(
-        db.scalars(select(Invite).where(Invite.study_id == study.id).order_by(Invite.id.desc()))
-    )
     # The link is shown once: only its hash is stored, so it cannot be shown again later.
-    return render(
-        request, "studies/detail.html", {"study": study, "invites": invites, "new_link": link}
+    return _study_page(
+        request, db, study, new_link=str(request.url_for("invite_page", token=token))
     )

@@ -85,15 +85,20 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(web: WebClient) 
 def test_csrf_header_works_for_htmx_requests(web: WebClient) -> None:
     from web_client import csrf_from
 
+    study_id = _study_of("alice")
     web.login("alice", "alice-password")
     token = csrf_from(web.get("/studies").text)
     response = web.client.post(
-        "/studies",
-        data={"name": "via htmx"},
+        f"/studies/{study_id}/invites",
+        data={"label": "via htmx"},
         headers={"X-CSRF-Token": token, "HX-Request": "true"},
     )
-    assert response.status_code == 200 and response.headers["HX-Redirect"].startswith("/studies/")
-    assert _count(Study) == 1
+    assert response.status_code == 200 and 'id="invite-link"' in response.text
+    assert _count(Invite) == 1
+    refused = web.client.post(
+        f"/studies/{study_id}/invites", data={"label": "x"}, headers={"HX-Request": "true"}
+    )
+    assert refused.status_code == 403 and _count(Invite) == 1
 
 
 def test_csrf_token_from_before_login_is_useless_after_login(web: WebClient) -> None:
@@ -119,14 +124,18 @@ def test_unknown_and_foreign_job_ids_are_404_pages(web: WebClient) -> None:
     assert web.get("/no/such/page").status_code == 404
 
 
-def _study_with_invite(web: WebClient) -> tuple[int, str]:
-    web.login("alice", "alice-password")
-    created = web.post_form(
-        "/studies", {"name": "Study A"}, token_from="/studies", follow_redirects=True
-    )
-    assert created.status_code == 200
+def _study_of(username: str, name: str = "Study A") -> int:
     with session_scope() as db:
-        study_id = db.scalar(select(Study.id).where(Study.name == "Study A"))
+        owner = db.scalar(select(User).where(User.username == username))
+        study = Study(name=name, owner_id=owner.id)
+        db.add(study)
+        db.flush()
+        return study.id
+
+
+def _study_with_invite(web: WebClient) -> tuple[int, str]:
+    study_id = _study_of("alice")
+    web.login("alice", "alice-password")
     page = web.post_form(
         f"/studies/{study_id}/invites", {"label": "Dr R"}, token_from=f"/studies/{study_id}"
     )

@@ -313,3 +313,21 @@ def test_study_statistics_is_strict_json():
     assert {(k["a"], k["b"]) for k in stats["cohen_kappa"]} == {("a", "b"), ("a", "c"), ("b", "c")}
     assert stats["by_source"]["gan"]["n"] == 20
     assert all(isinstance(v, str) and v for v in stats["methods"].values())
+
+
+def test_gee_interval_is_not_degenerate_when_readers_agree_in_accuracy() -> None:
+    # Both readers 3/5: the sandwich variance is exactly zero, which would print [0.6, 0.6].
+    # The interval must be at least the one for independent answers: for 6/10 that is
+    # logit(0.6) +/- 1.96 * sqrt(1 / (10 * 0.6 * 0.4)).
+    ratings = [
+        Rating(reader=reader, image=f"i{i}", truth="fake", answer="fake" if i in hits else "real")
+        for reader, hits in (("a", {0, 1, 2}), ("b", {2, 3, 4}))
+        for i in range(5)
+    ]
+    pooled = pooled_accuracy(ratings)
+    half = 1.959964 * math.sqrt(1 / (10 * 0.6 * 0.4))
+    logit = math.log(0.6 / 0.4)
+    assert pooled.accuracy == pytest.approx(0.6)
+    assert pooled.ci_low == pytest.approx(1 / (1 + math.exp(-(logit - half))), abs=1e-3)
+    assert pooled.ci_high == pytest.approx(1 / (1 + math.exp(-(logit + half))), abs=1e-3)
+    assert "independent-answers" in pooled.method

@@ -1,0 +1,398 @@
+"""What the results page shows, built from a study's ratings and answer rows.
+
+The statistics themselves come from app.domain.statistics; this module only arranges them:
+plot geometry for server-rendered SVG (no JavaScript), the fooling gallery, searchable reasons,
+the answer-time histogram and the sample-size planner. ``statistics_for`` is the one place the
+web page, stats.json and the CLI get their numbers from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from app.domain.power import SampleSizePlan, plan_sample_size
+from app.domain.statistics import (
+    Rating,
+    UncertainPolicy,
+    first_presentations,
+    study_statistics,
+)
+from app.models import Study, StudyKind
+from app.studies.design import load_design
+from app.studies.ratings import ImageRef, answer_rows, image_refs, natural_key, study_ratings
+
+POLICIES: tuple[UncertainPolicy, ...] = ("wrong", "excluded")
+POLICY_TITLES = {"wrong": "'uncertain' counts as wrong", "excluded": "'uncertain' left out"}
+GALLERY_SIZE = 30
+REASONS_SHOWN = 50
+PLANNED_POWER = 0.8
+# Candidate histogram bin widths in seconds: round numbers a reader of the plot can add up.
+_NICE_WIDTHS_S = (0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+def study_options(study: Study) -> tuple[UncertainPolicy, float]:
+    """The pre-registered uncertain policy and equivalence margin of a study."""
+    reading = load_design(study.design or {}).reading
+    return reading.uncertain_policy, reading.margin
+
+
+def resolve_policy(study: Study, requested: str | None) -> UncertainPolicy:
+    if requested in POLICIES:
+        return requested  # type: ignore[return-value]
+    return study_options(study)[0]
+
+
+def statistics_for(
+    db: Session, study: Study, policy: UncertainPolicy | None = None
+) -> tuple[list[Rating], dict[str, Any]]:
+    """The study's ratings and study_statistics() under ``policy`` (default: the study's)."""
+    preregistered, margin = study_options(study)
+    ratings = study_ratings(db, study)
+    return ratings, study_statistics(ratings, policy=policy or preregistered, margin=margin)
+
+
+# --- plots ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlotRow:
+    label: str
+    n: int
+    estimate: float | None
+    low: float | None
+    high: float | None
+    y: float
+    x: float | None
+    x_low: float | None
+    x_high: float | None
+    pooled: bool = False
+
+
+@dataclass(frozen=True)
+class ForestPlot:
+    """Estimates with 95% intervals on a fixed 0..1 axis, chance line and equivalence band."""
+
+    title: str
+    x_label: str
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    axis_y: float
+    rows: list[PlotRow]
+    ticks: list[tuple[float, str]]
+    chance_x: float
+    band: tuple[float, float]
+    band_label: str
+
+
+_ROW_H = 24
+_TOP = 12
+_LEFT = 120
+_WIDTH = 720
+_RIGHT_TEXT = 110  # room for "0.625 (n=40)" right of the plot
+
+
+def _px(p: float) -> float:
+    return _LEFT + p * (_WIDTH - _LEFT - _RIGHT_TEXT)
+
+
+def _x(p: float | None) -> float | None:
+    return None if p is None else _px(p)
+
+
+# label, n, estimate, 95% low, 95% high, pooled
+Estimate = tuple[str, int, float | None, float | None, float | None, bool]
+
+
+def forest_plot(
+    items: Sequence[Estimate], *, title: str, x_label: str, margin: float
+) -> ForestPlot:
+    """One row per estimate, on a fixed 0..1 axis so plots of different studies compare."""
+    rows = [
+        PlotRow(label, n, est, low, high, _TOP + (i + 0.5) * _ROW_H, _x(est), _x(low), _x(high),
+                pooled)
+        for i, (label, n, est, low, high, pooled) in enumerate(items)
+    ]  # fmt: skip
+    axis_y = _TOP + max(len(rows), 1) * _ROW_H + 4
+    return ForestPlot(
+        title=title,
+        x_label=x_label,
+        width=_WIDTH,
+        height=int(axis_y + 44),
+        left=_LEFT,
+        right=int(_px(1.0)),
+        top=_TOP,
+        axis_y=axis_y,
+        rows=rows,
+        ticks=[(_px(t / 10), f"{t / 10:.1f}") for t in range(0, 11, 2)],
+        chance_x=_px(0.5),
+        band=(_px(0.5 - margin), _px(0.5 + margin)),
+        band_label=f"equivalence margin {0.5 - margin:.2f}-{0.5 + margin:.2f}",
+    )
+
+
+def reader_plot(stats: Mapping[str, Any]) -> ForestPlot:
+    readers = stats["readers"]
+    items: list[Estimate] = [
+        (r["reader"], r["n"], r["accuracy"], r["wilson_low"], r["wilson_high"], False)
+        for r in readers
+    ]
+    pooled = stats["pooled"]
+    if pooled["accuracy"] is not None:
+        n = sum(r["n"] for r in readers)
+        items.append(("pooled", n, pooled["accuracy"], pooled["ci_low"], pooled["ci_high"], True))
+    return forest_plot(
+        items,
+        title="Accuracy per reader with Wilson 95% interval (pooled: GEE 95% interval)",
+        x_label="accuracy (proportion of answers correct)",
+        margin=stats["margin"],
+    )
+
+
+def source_plot(stats: Mapping[str, Any]) -> ForestPlot | None:
+    if not stats["by_source"]:
+        return None
+    items: list[Estimate] = [
+        (name, s["n"], s["accuracy"], s["wilson_low"], s["wilson_high"], False)
+        for name, s in stats["by_source"].items()
+    ]
+    return forest_plot(
+        items,
+        title="Synthetic images detected, per source, with Wilson 95% interval",
+        x_label="share of synthetic images called fake (proportion)",
+        margin=stats["margin"],
+    )
+
+
+# --- answer times -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistogramBin:
+    label: str
+    count: int
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+@dataclass(frozen=True)
+class TimeHistogram:
+    n: int
+    median_s: float
+    bin_width_s: float
+    bins: list[HistogramBin]
+    width: int
+    height: int
+    left: int
+    bottom: float
+    x_ticks: list[tuple[float, str]]
+    y_ticks: list[tuple[float, str]]
+    x_label: str = "answer time (seconds, from image shown to answer)"
+    y_label: str = "answers"
+
+
+def _nice_width(span_s: float, target_bins: int = 12) -> float:
+    raw = span_s / target_bins
+    return next((w for w in _NICE_WIDTHS_S if w >= raw), _NICE_WIDTHS_S[-1])
+
+
+def answer_time_histogram(durations_ms: Iterable[int | None]) -> TimeHistogram | None:
+    """Histogram of answer times in seconds; times past the 95th percentile share one bin, so a
+    reader who left for coffee does not squash every other bar."""
+    seconds = np.array([d / 1000 for d in durations_ms if d is not None and d >= 0], dtype=float)
+    if seconds.size == 0:
+        return None
+    p95 = float(np.percentile(seconds, 95))
+    width = _nice_width(max(p95, 1e-9))
+    n_regular = max(1, math.ceil(p95 / width))
+    cap = n_regular * width
+    counts, _ = np.histogram(seconds, bins=n_regular, range=(0.0, cap))
+    # np.histogram drops values above the range: those go to the open-ended last bin.
+    overflow = int(np.count_nonzero(seconds > cap))
+    labels = [f"{i * width:g}-{(i + 1) * width:g} s" for i in range(n_regular)]
+    values = [int(c) for c in counts]
+    if overflow:
+        labels.append(f"> {cap:g} s")
+        values.append(overflow)
+    plot_w, plot_h, left, top = 560, 180, 48, 10
+    bar_w = plot_w / len(values)
+    top_count = max(max(values), 1)
+    bottom = top + plot_h
+    bins = [
+        HistogramBin(
+            label=label,
+            count=count,
+            x=left + i * bar_w + 1,
+            y=bottom - plot_h * count / top_count,
+            w=max(bar_w - 2, 1),
+            h=plot_h * count / top_count,
+        )
+        for i, (label, count) in enumerate(zip(labels, values, strict=True))
+    ]
+    step = max(1, math.ceil(len(values) / 8))
+    x_ticks = [(left + i * bar_w, f"{i * width:g}") for i in range(0, n_regular + 1, step)]
+    y_ticks = [
+        (bottom - plot_h * c / top_count, str(c)) for c in sorted({0, top_count // 2, top_count})
+    ]
+    return TimeHistogram(
+        n=int(seconds.size),
+        median_s=float(np.median(seconds)),
+        bin_width_s=width,
+        bins=bins,
+        width=left + plot_w + 20,
+        height=int(bottom + 44),
+        left=left,
+        bottom=bottom,
+        x_ticks=x_ticks,
+        y_ticks=y_ticks,
+    )
+
+
+# --- gallery and reasons ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    image: str
+    fooling_rate: float
+    n_readers: int
+    n_fooled: int
+    ref: ImageRef | None  # None for imported studies: there is no file to show
+
+
+def fooling_gallery(
+    ratings: Sequence[Rating], stats: Mapping[str, Any], refs: Mapping[str, ImageRef]
+) -> list[GalleryItem]:
+    """Synthetic images, the most convincing first (share of readers who called them real)."""
+    readers = Counter(r.image for r in first_presentations(ratings) if r.truth == "fake")
+    items = [
+        GalleryItem(
+            image=image,
+            fooling_rate=rate,
+            n_readers=readers[image],
+            n_fooled=round(rate * readers[image]),
+            ref=refs.get(image),
+        )
+        for image, rate in stats["fooling_rates"].items()
+    ]
+    return sorted(items, key=lambda g: (-g.fooling_rate, -g.n_readers, natural_key(g.image)))
+
+
+@dataclass(frozen=True)
+class Reason:
+    reader: str
+    image: str
+    truth: str
+    answer: str
+    reason: str
+
+
+def reasons_from(rows: Iterable[Mapping[str, Any]]) -> list[Reason]:
+    return [
+        Reason(r["reader"], r["image"], r["truth"], r["answer"], r["reason"])
+        for r in rows
+        if r.get("reason") and not r.get("practice")
+    ]
+
+
+def filter_reasons(reasons: Iterable[Reason], query: str | None) -> list[Reason]:
+    """Reasons containing every word of ``query`` (any case) in the text, reader or image."""
+    words = (query or "").casefold().split()
+    return [
+        r
+        for r in reasons
+        if all(w in f"{r.reason} {r.reader} {r.image} {r.answer}".casefold() for w in words)
+    ]
+
+
+# --- sample size ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannerView:
+    margin: float
+    power: float
+    readers: int
+    plan: SampleSizePlan | None
+    n_scored: int
+    problem: str | None = None
+
+    @property
+    def enough(self) -> bool:
+        return self.plan is not None and self.n_scored >= self.plan.n_answers
+
+
+@lru_cache(maxsize=64)
+def _plan(margin: float, readers: int) -> SampleSizePlan:
+    # Exact enumeration takes up to a fraction of a second for small margins; pages repeat it.
+    return plan_sample_size(0.5, margin, power=PLANNED_POWER, readers=readers)
+
+
+def sample_size(stats: Mapping[str, Any]) -> PlannerView:
+    """Answers needed for the TOST to show "cannot tell" with 80% power if accuracy is 0.5."""
+    readers = max(1, len(stats["readers"]))
+    n_scored = sum(r["n"] for r in stats["readers"])
+    try:
+        plan = _plan(float(stats["margin"]), readers)
+    except ValueError as exc:
+        return PlannerView(stats["margin"], PLANNED_POWER, readers, None, n_scored, str(exc))
+    return PlannerView(stats["margin"], PLANNED_POWER, readers, plan, n_scored)
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+
+def _reasons_view(rows: Iterable[Mapping[str, Any]], query: str | None) -> dict[str, Any]:
+    reasons = reasons_from(rows)
+    found = filter_reasons(reasons, query)
+    return {
+        "reasons": found[:REASONS_SHOWN],
+        "n_reasons": len(reasons),
+        "n_found": len(found),
+        "q": query or "",
+    }
+
+
+def results_context(
+    db: Session, study: Study, policy: UncertainPolicy, query: str | None = None
+) -> dict[str, Any]:
+    """Everything templates/studies/results.html renders."""
+    preregistered, _margin = study_options(study)
+    ratings, stats = statistics_for(db, study, policy)
+    rows = answer_rows(db, study)
+    return {
+        "study": study,
+        "imported": study.kind is StudyKind.imported,
+        "stats": stats,
+        "policy": policy,
+        "policy_title": POLICY_TITLES[policy],
+        "preregistered": preregistered,
+        "other_policy": next(p for p in POLICIES if p != policy),
+        "policy_titles": POLICY_TITLES,
+        "n_ratings": len(ratings),
+        "n_repeats": sum(r.repeat for r in ratings),
+        "reader_plot": reader_plot(stats),
+        "source_plot": source_plot(stats),
+        "gallery": fooling_gallery(ratings, stats, image_refs(db, study))[:GALLERY_SIZE],
+        "n_synthetic_images": len(stats["fooling_rates"]),
+        "times": answer_time_histogram(r["duration_ms"] for r in rows if not r["practice"]),
+        "planner": sample_size(stats),
+        **_reasons_view(rows, query),
+    }
+
+
+def reasons_context(db: Session, study: Study, query: str | None) -> dict[str, Any]:
+    """Only what the reasons fragment needs, for the htmx search."""
+    return {"study": study, **_reasons_view(answer_rows(db, study), query)}
