@@ -1,17 +1,33 @@
-"""Readers' pages: the only pages a reader can reach."""
+"""Readers' pages: the only pages a reader can reach.
+
+Nothing a reader receives (HTML, URLs, alt text, headers, file names) may tell which image is
+real, which is a repeat, or where it came from: images travel under per-presentation opaque ids
+and are always the blinded re-encoding.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
 from app.auth.service import Principal
 from app.deps import CurrentUser, DbDep, Forbidden
+from app.imagesets.storage import blinded_path
 from app.models import Study, StudyReader
-from app.web.templating import render
+from app.reading import service
+from app.reading.answers import ANSWER_LABELS, AnswerInput, ReadingError
+from app.reading.service import Feedback
+from app.web.templating import redirect, render
 
 router = APIRouter(prefix="/read")
+
+PAGE = "read/study.html"
+# Long enough for the prefetched next image to be reused, private so no shared cache keeps it.
+IMAGE_CACHE = "private, max-age=600"
+ANSWER_KEYS = {"real": "R", "fake": "F", "uncertain": "U"}
 
 
 def reader_studies(db: DbDep, principal: Principal) -> list[Study]:
@@ -26,6 +42,32 @@ def reader_studies(db: DbDep, principal: Principal) -> list[Study]:
     return list(db.scalars(query))
 
 
+def _reader(db: DbDep, principal: Principal, study_id: int) -> tuple[Study, StudyReader]:
+    try:
+        return service.reader_for(
+            db, study_id=study_id, user_id=principal.user.id, study_scope=principal.study_scope
+        )
+    except ReadingError as exc:
+        raise Forbidden(exc.message) from exc
+
+
+def _is_htmx(request: Request) -> bool:
+    return bool(request.headers.get("hx-request"))
+
+
+def _page_context(
+    study: Study, view: service.ReadingView, feedback: Feedback | None = None
+) -> dict[str, Any]:
+    return {
+        "study": study,
+        "view": view,
+        "reading": view.reading,
+        "feedback": feedback,
+        "labels": ANSWER_LABELS,
+        "keys": ANSWER_KEYS,
+    }
+
+
 @router.get("")
 def my_studies(request: Request, db: DbDep, principal: CurrentUser) -> Response:
     return render(request, "read/index.html", {"studies": reader_studies(db, principal)})
@@ -33,7 +75,89 @@ def my_studies(request: Request, db: DbDep, principal: CurrentUser) -> Response:
 
 @router.get("/{study_id}")
 def reading_page(request: Request, study_id: int, db: DbDep, principal: CurrentUser) -> Response:
-    allowed = {s.id: s for s in reader_studies(db, principal)}
-    if study_id not in allowed:
-        raise Forbidden("You are not a reader of this study.")
-    return render(request, "read/study.html", {"study": allowed[study_id]})
+    study, study_reader = _reader(db, principal, study_id)
+    try:
+        service.ensure_schedule(db, study, study_reader)
+    except ReadingError as exc:
+        raise HTTPException(exc.status_code, exc.message) from exc
+    view = service.reading_view(db, study, study_reader)
+    db.commit()
+    return render(request, PAGE, _page_context(study, view))
+
+
+@router.get("/{study_id}/image/{opaque_id}")
+def reading_image(study_id: int, opaque_id: str, db: DbDep, principal: CurrentUser) -> Response:
+    # One answer for every refusal, so the response never says whether an id exists.
+    try:
+        _, study_reader = service.reader_for(
+            db, study_id=study_id, user_id=principal.user.id, study_scope=principal.study_scope
+        )
+        path = blinded_path(service.image_key_for(db, study_reader, opaque_id))
+        content = path.read_bytes()
+    except (ReadingError, OSError):
+        raise HTTPException(404, "This image is not available.") from None
+    # Deliberately no ETag, Last-Modified or Content-Disposition: each would identify the file.
+    return Response(content, media_type="image/png", headers={"Cache-Control": IMAGE_CACHE})
+
+
+@router.post("/{study_id}/answer")
+def submit_answer(
+    request: Request,
+    study_id: int,
+    db: DbDep,
+    principal: CurrentUser,
+    entry: Annotated[str, Form(max_length=64)] = "",
+    answer: Annotated[str, Form(max_length=40)] = "",
+    confidence: Annotated[str, Form(max_length=40)] = "",
+    reason: Annotated[str, Form(max_length=20_000)] = "",
+    second_answer: Annotated[str, Form(max_length=200)] = "",
+    duration_ms: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    study, study_reader = _reader(db, principal, study_id)
+    form = AnswerInput(answer, confidence, reason, second_answer, duration_ms)
+    try:
+        stored = service.record_answer(db, study_reader, entry, form)
+    except ReadingError as exc:
+        db.rollback()
+        return _answer_error(request, study, exc)
+    feedback = service.practice_feedback(db, study_reader, stored)
+    if not _is_htmx(request):
+        db.commit()
+        flash = feedback.message if feedback else None
+        return redirect(request, f"/read/{study_id}", flash=flash)
+    view = service.reading_view(db, study, study_reader)
+    db.commit()
+    return render(request, PAGE, _page_context(study, view, feedback), block="panel")
+
+
+@router.get("/{study_id}/answer")
+def answer_get(request: Request, study_id: int) -> Response:
+    # A reader whose session ran out mid-study logs in again with next= this URL.
+    return redirect(request, f"/read/{study_id}")
+
+
+def _answer_error(request: Request, study: Study, exc: ReadingError) -> Response:
+    if not _is_htmx(request):
+        return render(
+            request, "errors/error.html", {"message": exc.message}, status_code=exc.status_code
+        )
+    # The message replaces only the error slot: the reader's choices and reason stay as typed.
+    response = render(
+        request,
+        PAGE,
+        {"study": study, "error": exc.message, "stale": exc.status_code == 409},
+        block="answer_error",
+        status_code=exc.status_code,
+    )
+    response.headers["HX-Retarget"] = "#answer-error"
+    response.headers["HX-Reswap"] = "outerHTML"
+    return response
+
+
+@router.get("/{study_id}/done")
+def done_page(request: Request, study_id: int, db: DbDep, principal: CurrentUser) -> Response:
+    study, study_reader = _reader(db, principal, study_id)
+    view = service.done_view(db, study, study_reader)
+    if view is None:
+        return redirect(request, f"/read/{study_id}")
+    return render(request, "read/done.html", _page_context(study, view))

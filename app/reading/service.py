@@ -1,0 +1,349 @@
+"""A reader's side of a study: their sequence, where they are in it, and their answers.
+
+Rules live here, not in the routes: who may read, how a sequence is built (reproducibly, from
+the study seed and the reader's join order), which image is current and what a repeated submit
+means; what makes an answer valid is in app.reading.answers. Services flush; callers commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.domain.blinding import opaque_id as new_opaque_id
+from app.domain.reader_study import ImageRef, Selection, reader_schedule, reader_seed
+from app.models import Answer, Image, ScheduleEntry, Study, StudyItem, StudyKind, StudyReader
+from app.models.types import utcnow
+from app.reading.answers import AnswerInput, InvalidAnswer, ReadingError, parse_answer
+from app.studies.design import ReadingOptions, load_design
+
+# reader_seed() gives 64 unsigned bits; the column is a signed BigInteger. The masked value is
+# the seed actually used, so the stored seed alone rebuilds the order exactly.
+SEED_MASK = (1 << 62) - 1
+
+
+class NotAReader(ReadingError):
+    status_code, default = 403, "You are not a reader of this study."
+
+
+class NotYourImage(ReadingError):
+    status_code, default = 404, "This image is not part of your reading list."
+
+
+class AlreadyAnswered(ReadingError):
+    status_code = 409
+    default = (
+        "You have already answered this image, and answers cannot be changed. "
+        "Reload the page to continue with the next image."
+    )
+
+
+class NotCurrent(ReadingError):
+    status_code = 409
+    default = (
+        "This image is not the one being shown. Reload the page to continue where you left off."
+    )
+
+
+class StudyNotReadable(ReadingError):
+    status_code = 409
+
+
+@dataclass(frozen=True)
+class Feedback:
+    correct: bool | None  # None for "uncertain": neither right nor wrong
+    message: str
+
+
+@dataclass(frozen=True)
+class ReadingView:
+    """Everything the reading page shows, none of it identifying the image."""
+
+    state: Literal["empty", "reading", "done"]
+    reading: ReadingOptions
+    answered: int
+    total: int
+    entry: ScheduleEntry | None = None
+    next_opaque_id: str | None = None
+
+    @property
+    def position(self) -> int:
+        return self.answered + 1
+
+
+# --- who may read -------------------------------------------------------------------------
+
+
+def reader_for(
+    db: Session, *, study_id: int, user_id: int, study_scope: int | None
+) -> tuple[Study, StudyReader]:
+    """The study and this user's place in it, for any role assigned as a reader."""
+    if study_scope is not None and study_scope != study_id:
+        raise NotAReader()
+    study_reader = db.scalar(
+        select(StudyReader).where(StudyReader.study_id == study_id, StudyReader.user_id == user_id)
+    )
+    study = db.get(Study, study_id) if study_reader else None
+    if study is None or study_reader is None:
+        raise NotAReader()
+    if study.kind is StudyKind.imported:
+        raise NotAReader("This study's answers were collected elsewhere; there is nothing to read.")
+    return study, study_reader
+
+
+# --- the sequence -------------------------------------------------------------------------
+
+
+def _has_schedule(db: Session, study_reader: StudyReader) -> bool:
+    found = db.scalar(
+        select(ScheduleEntry.id).where(ScheduleEntry.study_reader_id == study_reader.id).limit(1)
+    )
+    return found is not None
+
+
+def _selection(db: Session, study: Study) -> Selection:
+    rows = db.execute(
+        select(StudyItem, Image)
+        .join(Image, Image.id == StudyItem.image_id)
+        .where(StudyItem.study_id == study.id)
+    ).all()
+    # The item id, not the image key, goes into the schedule: it is what entries point at.
+    # (reader_schedule sorts by key itself, so the query's row order cannot matter.)
+    refs = {
+        practice: tuple(
+            ImageRef(str(item.id), image.origin.value, image.label, image.source)
+            for item, image in rows
+            if item.practice is practice
+        )
+        for practice in (False, True)
+    }
+    return Selection(scored=refs[False], practice=refs[True])
+
+
+def ensure_schedule(db: Session, study: Study, study_reader: StudyReader) -> None:
+    """Build the reader's sequence on their first visit; later calls do nothing.
+
+    Two first visits at once both compute the same order (it is a function of the seed) and
+    race to insert it; the unique (reader, position) key lets one win and the other reload.
+    Call it at the start of a unit of work: losing the race rolls the session back.
+    """
+    if _has_schedule(db, study_reader):
+        return
+    selection = _selection(db, study)
+    if not selection.scored and not selection.practice:
+        return  # nothing selected yet: the page says so, and the next visit tries again
+    design = load_design(study.design)
+    index = db.scalar(
+        select(func.count())
+        .select_from(StudyReader)
+        .where(StudyReader.study_id == study.id, StudyReader.id < study_reader.id)
+    )
+    index = int(index or 0)
+    seed = reader_seed(design.selection.seed, index) & SEED_MASK
+    try:
+        schedule = reader_schedule(selection, seed, design.selection.repeat_share)
+    except ValueError as exc:
+        raise StudyNotReadable(f"This study cannot be read yet: {exc}.") from exc
+    study_reader.reader_seed = seed
+    study_reader.pseudonym = f"R{index + 1:02d}"
+    study_reader.started_at = utcnow()
+    db.add_all(
+        ScheduleEntry(
+            study_reader_id=study_reader.id,
+            position=item.position,
+            study_item_id=int(item.image_key),
+            practice=item.practice,
+            repeat=item.repeat,
+            # A repeat gets a fresh id like any other entry, so nothing marks it as seen before.
+            opaque_id=new_opaque_id(),
+        )
+        for item in schedule
+    )
+    try:
+        db.flush()
+    except IntegrityError:
+        db.rollback()
+        if not _has_schedule(db, study_reader):
+            raise
+        db.refresh(study_reader)
+
+
+def _unanswered(study_reader: StudyReader) -> Select[tuple[ScheduleEntry]]:
+    return (
+        select(ScheduleEntry)
+        .outerjoin(Answer, Answer.schedule_entry_id == ScheduleEntry.id)
+        .where(ScheduleEntry.study_reader_id == study_reader.id, Answer.id.is_(None))
+    )
+
+
+def current_entry(db: Session, study_reader: StudyReader) -> ScheduleEntry | None:
+    """The first position without an answer: leaving and coming back resumes exactly there."""
+    return db.scalar(_unanswered(study_reader).order_by(ScheduleEntry.position).limit(1))
+
+
+def progress(db: Session, study_reader: StudyReader) -> tuple[int, int]:
+    """(answered, total) over the reader's whole sequence, practice and repeats included."""
+    total = db.scalar(select(func.count()).where(ScheduleEntry.study_reader_id == study_reader.id))
+    answered = db.scalar(select(func.count()).where(Answer.study_reader_id == study_reader.id))
+    return int(answered or 0), int(total or 0)
+
+
+def mark_shown(db: Session, entry: ScheduleEntry) -> None:
+    """Only the first showing counts: a reload must not reset the reader's clock."""
+    if entry.first_shown_at is None:
+        entry.first_shown_at = utcnow()
+        db.flush()
+
+
+def reading_view(db: Session, study: Study, study_reader: StudyReader) -> ReadingView:
+    """What the reading page shows now; the current image is marked as shown."""
+    reading = load_design(study.design).reading
+    answered, total = progress(db, study_reader)
+    if total == 0:
+        return ReadingView("empty", reading, 0, 0)
+    entry = current_entry(db, study_reader)
+    if entry is None:
+        return ReadingView("done", reading, answered, total)
+    mark_shown(db, entry)
+    next_id = db.scalar(
+        select(ScheduleEntry.opaque_id).where(
+            ScheduleEntry.study_reader_id == study_reader.id,
+            ScheduleEntry.position == entry.position + 1,
+        )
+    )
+    return ReadingView("reading", reading, answered, total, entry, next_id)
+
+
+def done_view(db: Session, study: Study, study_reader: StudyReader) -> ReadingView | None:
+    """The finish page's view, or None while images are left to answer."""
+    answered, total = progress(db, study_reader)
+    if total == 0 or answered < total:
+        return None
+    return ReadingView("done", load_design(study.design).reading, answered, total)
+
+
+def image_key_for(db: Session, study_reader: StudyReader, opaque_id: str) -> str:
+    """The stored image behind one of this reader's entries; NotYourImage for anything else,
+    the same for an id that does not exist and one that belongs to someone else."""
+    key = db.scalar(
+        select(Image.key)
+        .join(StudyItem, StudyItem.image_id == Image.id)
+        .join(ScheduleEntry, ScheduleEntry.study_item_id == StudyItem.id)
+        .where(
+            ScheduleEntry.opaque_id == opaque_id,
+            ScheduleEntry.study_reader_id == study_reader.id,
+        )
+    )
+    if key is None:
+        raise NotYourImage("This image is not available.")
+    return key
+
+
+# --- answers ------------------------------------------------------------------------------
+
+
+def _entry_of(db: Session, study_reader: StudyReader, opaque_id: str) -> ScheduleEntry:
+    entry = db.scalar(
+        select(ScheduleEntry).where(
+            ScheduleEntry.opaque_id == opaque_id,
+            ScheduleEntry.study_reader_id == study_reader.id,
+        )
+    )
+    if entry is None:
+        raise NotYourImage()
+    return entry
+
+
+def _answer_of(db: Session, entry: ScheduleEntry) -> Answer | None:
+    return db.scalar(select(Answer).where(Answer.schedule_entry_id == entry.id))
+
+
+def _repeat_or_conflict(reading: ReadingOptions, form: AnswerInput, stored: Answer) -> Answer:
+    try:
+        parsed = parse_answer(reading, form)
+    except InvalidAnswer:
+        raise AlreadyAnswered() from None
+    if parsed.same_judgement(stored):
+        return stored  # a double click or a retried request: nothing is stored twice
+    raise AlreadyAnswered()
+
+
+def _reading_options(db: Session, study_id: int) -> ReadingOptions:
+    study = db.get(Study, study_id)
+    if study is None:  # the reader row cascades with its study, so this is a programming error
+        raise LookupError(f"study {study_id} does not exist")
+    return load_design(study.design).reading
+
+
+def record_answer(
+    db: Session, study_reader: StudyReader, opaque_id: str, form: AnswerInput
+) -> Answer:
+    """Store the reader's answer to the image now shown; idempotent for an identical resubmit."""
+    reading = _reading_options(db, study_reader.study_id)
+    entry = _entry_of(db, study_reader, opaque_id)
+    stored = _answer_of(db, entry)
+    if stored is not None:
+        return _repeat_or_conflict(reading, form, stored)
+    parsed = parse_answer(reading, form)
+    current = current_entry(db, study_reader)
+    if current is None or current.id != entry.id:
+        raise NotCurrent()
+    answer = Answer(
+        schedule_entry_id=entry.id,
+        study_reader_id=study_reader.id,
+        answer=parsed.answer,
+        confidence=parsed.confidence,
+        reason=parsed.reason,
+        second_answer=parsed.second_answer,
+        shown_at=entry.first_shown_at,
+        duration_ms=parsed.duration_ms,
+    )
+    db.add(answer)
+    try:
+        db.flush()
+    except IntegrityError:
+        # Another request stored an answer for this entry between our check and our insert.
+        db.rollback()
+        stored = _answer_of(db, entry)
+        if stored is None:
+            raise
+        return _repeat_or_conflict(reading, form, stored)
+    if study_reader.finished_at is None and current_entry(db, study_reader) is None:
+        study_reader.finished_at = utcnow()
+        db.flush()
+    return answer
+
+
+def practice_feedback(db: Session, study_reader: StudyReader, answer: Answer) -> Feedback | None:
+    """Whether a practice answer was right, when the study gives feedback; never for scored
+    images, whose truth the reader must not learn."""
+    if not _reading_options(db, study_reader.study_id).practice_feedback:
+        return None
+    row = db.execute(
+        select(ScheduleEntry, Image)
+        .join(StudyItem, StudyItem.id == ScheduleEntry.study_item_id)
+        .join(Image, Image.id == StudyItem.image_id)
+        .where(ScheduleEntry.id == answer.schedule_entry_id)
+    ).first()
+    if row is None or not row[0].practice:
+        return None
+    entry, image = row
+    synthetic = image.origin.value == "synthetic"
+    correct = (
+        None if answer.answer == "uncertain" else answer.answer == ("fake" if synthetic else "real")
+    )
+    opening = {None: "This", True: "Correct: this", False: "Not quite: this"}[correct]
+    message = f"{opening} practice image was {'synthetic (fake)' if synthetic else 'real'}."
+    following = db.scalar(
+        select(ScheduleEntry.practice).where(
+            ScheduleEntry.study_reader_id == entry.study_reader_id,
+            ScheduleEntry.position == entry.position + 1,
+        )
+    )
+    if following is False:
+        message += " Practice is over: from now on answers count."
+    return Feedback(correct, message)
