@@ -94,11 +94,15 @@ def start_session(
 def load_session(db: Session, token: str | None) -> Principal | None:
     if not token:
         return None
-    web_session = db.scalar(select(WebSession).where(WebSession.token_hash == token_hash(token)))
-    if web_session is None or web_session.expires_at <= utcnow():
+    # One round trip for both: this runs on every request.
+    row = db.execute(
+        select(WebSession, User)
+        .join(User, User.id == WebSession.user_id)
+        .where(WebSession.token_hash == token_hash(token))
+    ).first()
+    if row is None or row[0].expires_at <= utcnow():
         return None
-    user = db.get(User, web_session.user_id)
-    return Principal(user=user, session=web_session) if user else None
+    return Principal(user=row[1], session=row[0])
 
 
 def end_session(db: Session, token: str | None) -> None:

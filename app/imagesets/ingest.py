@@ -8,7 +8,6 @@ entry's name (zip slip), type (symlinks) and content (decoded by magic bytes, ne
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import logging
@@ -25,6 +24,9 @@ from typing import BinaryIO
 
 from app.config import get_settings
 from app.domain.blinding import canonical_png
+from app.imagesets.manifest import MANIFEST_NAME as MANIFEST_NAME
+from app.imagesets.manifest import MAX_TEXT as MAX_TEXT
+from app.imagesets.manifest import ManifestRow, parse_manifest, show_name
 from app.imagesets.storage import BLINDED_SIZE
 from app.models.imageset import Origin
 from ml.data.dicom import MultiFrameError
@@ -34,8 +36,6 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-MANIFEST_NAME = "manifest.csv"
-MAX_TEXT = 200  # width of Image.label and Image.source
 MAX_NAME = 500  # width of Image.original_name
 _READ_CHUNK = MiB
 # Junk that desktop tools add to zips and image folders: skipped rather than refused.
@@ -44,8 +44,6 @@ _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 # zipfile bounds deflate output per read by the size asked for, but inflates a whole bzip2 or
 # LZMA block per call, so with those a lying header could exhaust memory before any check.
 _ALLOWED_COMPRESSION = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
-_ORIGINS = {"real": Origin.real, "synthetic": Origin.synthetic}
-_ORIGINS |= {"generated": Origin.synthetic, "fake": Origin.synthetic}
 _NOT_A_ZIP = "The upload is not a zip file. Upload a .zip of PNG, JPEG or DICOM files."
 
 Upload = str | Path | BinaryIO
@@ -98,15 +96,6 @@ class IngestReport:
 # Gets (entry, original bytes, blinded PNG) per good image, only while no problem is known:
 # a doomed upload stops costing disk writes at its first problem.
 ImageSink = Callable[[IngestEntry, bytes, bytes], None]
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    line: int
-    path: str  # as written in the manifest, relative to the manifest's folder
-    origin: Origin | None  # None: the row has a problem, already reported
-    label: str | None
-    group: str | None
 
 
 class _EntryError(Exception):
@@ -212,14 +201,16 @@ class _Reader:
             # orig_filename: zipfile cuts `filename` at a NUL, hiding part of what was sent.
             why = _unsafe_name(info.orig_filename)
             if why:
-                self.errors.append(f"{_show(info.orig_filename)}: unsafe path in the zip ({why}).")
+                self.errors.append(
+                    f"{show_name(info.orig_filename)}: unsafe path in the zip ({why})."
+                )
             elif stat.S_ISLNK(info.external_attr >> 16):
-                self.errors.append(f"{_show(info.filename)}: symbolic links are not allowed.")
+                self.errors.append(f"{show_name(info.filename)}: symbolic links are not allowed.")
             elif not (info.is_dir() or _ignored(info.filename)):
                 problem = self._entry_problem(info, all_names)
                 all_names.add(info.filename)
                 if problem:
-                    self.errors.append(f"{_show(info.filename)}: {problem}")
+                    self.errors.append(f"{show_name(info.filename)}: {problem}")
                 else:
                     candidates.append(info)
         return candidates, all_names
@@ -252,17 +243,17 @@ class _Reader:
 
     def _manifest(
         self, manifests: list[zipfile.ZipInfo], all_names: set[str]
-    ) -> tuple[dict[str, _Row] | None, str | None]:
+    ) -> tuple[dict[str, ManifestRow] | None, str | None]:
         """(rows by full zip path, manifest name); rows are None when the manifest is unusable,
         so images are not also reported as missing from it."""
         if not manifests:
             return None, None
         if len(manifests) > 1:
-            names = ", ".join(_show(i.filename) for i in manifests)
+            names = ", ".join(show_name(i.filename) for i in manifests)
             self.errors.append(f"The zip holds more than one {MANIFEST_NAME}: {names}.")
             return None, MANIFEST_NAME
         info = manifests[0]
-        name = _show(info.filename)
+        name = show_name(info.filename)
         if info.file_size > self.limits.max_manifest_bytes:
             self.errors.append(f"{name} is over {_mb(self.limits.max_manifest_bytes)}.")
             return None, name
@@ -276,20 +267,22 @@ class _Reader:
             return None, name
         # Paths in the manifest are relative to its folder, so zipping a whole folder works.
         folder = PurePosixPath(info.filename).parent
-        rows = _parse_manifest(text, name, "" if folder.name == "" else f"{folder}/", self.errors)
+        rows = parse_manifest(text, name, "" if folder.name == "" else f"{folder}/", self.errors)
         for path, row in (rows or {}).items():
             if path not in all_names:
-                self.errors.append(f"{name} row {row.line}: {_show(row.path)} is not in the zip.")
+                self.errors.append(
+                    f"{name} row {row.line}: {show_name(row.path)} is not in the zip."
+                )
         return rows, name
 
     def _image(
         self,
         info: zipfile.ZipInfo,
-        rows: dict[str, _Row] | None,
+        rows: dict[str, ManifestRow] | None,
         manifest_name: str | None,
         seen: dict[str, str],
     ) -> None:
-        name = _show(info.filename)
+        name = show_name(info.filename)
         row = rows.get(info.filename) if rows is not None else None
         problems_before = len(self.errors)
         if rows is not None and row is None:
@@ -300,7 +293,7 @@ class _Reader:
             self.errors.append(f"{name}: {exc}")
             return
         if digest in seen:
-            self.errors.append(f"{name}: same content as {_show(seen[digest])}.")
+            self.errors.append(f"{name}: same content as {show_name(seen[digest])}.")
             return
         seen[digest] = info.filename
         try:
@@ -357,66 +350,6 @@ class _Reader:
         return bytes(buf), digest.hexdigest()
 
 
-def _parse_manifest(text: str, name: str, prefix: str, errors: list[str]) -> dict[str, _Row] | None:
-    # Spreadsheets in many locales save "CSV" with semicolons; tabs come from copy-paste.
-    delimiter = max((",", ";", "\t"), key=text.split("\n", 1)[0].count)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows: dict[str, _Row] = {}
-    try:
-        header = [h.strip().lower() for h in next(reader, [])]
-        missing = [c for c in ("file", "source") if c not in header]
-        if missing:
-            errors.append(
-                f"{name}: missing required column(s) {', '.join(missing)} (the header has "
-                f"{', '.join(h for h in header if h) or 'nothing'}); the columns are "
-                "file,source,label,group."
-            )
-            return None
-        for cells in reader:
-            if any(c.strip() for c in cells):
-                values = dict(zip(header, (c.strip() for c in cells), strict=False))
-                row = _manifest_row(values, reader.line_num, name, errors)
-                if row is None:
-                    continue
-                if prefix + row.path in rows:
-                    first = rows[prefix + row.path].line
-                    errors.append(
-                        f"{name} row {row.line}: {_show(row.path)} is listed twice (first on "
-                        f"row {first})."
-                    )
-                else:
-                    rows[prefix + row.path] = row
-    except csv.Error as exc:
-        errors.append(f"{name} line {reader.line_num}: not valid CSV ({exc}).")
-        return None
-    return rows
-
-
-def _manifest_row(values: dict[str, str], line: int, name: str, errors: list[str]) -> _Row | None:
-    path = values.get("file", "").replace("\\", "/").removeprefix("./")
-    if not path:
-        errors.append(f"{name} row {line}: the file column is empty.")
-        return None
-    source = values.get("source", "")
-    origin = _ORIGINS.get(source.lower())
-    problems = [
-        f"{name} row {line}: {column} is longer than {MAX_TEXT} characters."
-        for column in ("label", "group")
-        if len(values.get(column, "")) > MAX_TEXT
-    ]
-    if origin is None:
-        what = f"unknown source {source!r}" if source else "the source column is empty"
-        problems.insert(
-            0,
-            f"{name} row {line}: {what} for {_show(path)}; use real or synthetic "
-            "(generated and fake also mean synthetic).",
-        )
-    errors.extend(problems)
-    # A row with a problem still names its file, so that file is not "missing from the manifest".
-    label, group = values.get("label") or None, values.get("group") or None
-    return _Row(line, path, None if problems else origin, label, group)
-
-
 def _unsafe_name(name: str) -> str | None:
     if "\\" in name:
         return "it contains a backslash"
@@ -463,12 +396,6 @@ def _directory_extent(fh: BinaryIO, size: int) -> tuple[int, int] | None:
             fields = _EOCD64.unpack(record[: _EOCD64.size])
             entries, directory_bytes = int(fields[7]), int(fields[8])
     return entries, directory_bytes
-
-
-def _show(name: str) -> str:
-    # repr() makes control characters and odd whitespace visible; very long names are cut.
-    shown = name if name.isprintable() else repr(name)
-    return shown if len(shown) <= 160 else shown[:157] + "..."
 
 
 def _mb(n: int) -> str:

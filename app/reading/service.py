@@ -187,9 +187,16 @@ def current_entry(db: Session, study_reader: StudyReader) -> ScheduleEntry | Non
 
 def progress(db: Session, study_reader: StudyReader) -> tuple[int, int]:
     """(answered, total) over the reader's whole sequence, practice and repeats included."""
-    total = db.scalar(select(func.count()).where(ScheduleEntry.study_reader_id == study_reader.id))
-    answered = db.scalar(select(func.count()).where(Answer.study_reader_id == study_reader.id))
-    return int(answered or 0), int(total or 0)
+    total = (
+        select(func.count())
+        .where(ScheduleEntry.study_reader_id == study_reader.id)
+        .scalar_subquery()
+    )
+    answered = (
+        select(func.count()).where(Answer.study_reader_id == study_reader.id).scalar_subquery()
+    )
+    row = db.execute(select(answered, total)).one()
+    return int(row[0] or 0), int(row[1] or 0)
 
 
 def mark_shown(db: Session, entry: ScheduleEntry) -> None:
@@ -312,7 +319,9 @@ def record_answer(
         if stored is None:
             raise
         return _repeat_or_conflict(reading, form, stored)
-    if study_reader.finished_at is None and current_entry(db, study_reader) is None:
+    if study_reader.finished_at is None and not db.scalar(
+        select(_unanswered(study_reader).exists())
+    ):
         study_reader.finished_at = utcnow()
         db.flush()
     return answer
@@ -321,6 +330,10 @@ def record_answer(
 def practice_feedback(db: Session, study_reader: StudyReader, answer: Answer) -> Feedback | None:
     """Whether a practice answer was right, when the study gives feedback; never for scored
     images, whose truth the reader must not learn."""
+    # The entry is already in the session (record_answer loaded it): no query for scored ones.
+    shown = db.get(ScheduleEntry, answer.schedule_entry_id)
+    if shown is None or not shown.practice:
+        return None
     if not _reading_options(db, study_reader.study_id).practice_feedback:
         return None
     row = db.execute(

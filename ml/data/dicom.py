@@ -7,15 +7,11 @@ blinded reader studies without leaking who the patient was.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 import struct
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import pydicom
@@ -27,9 +23,26 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, get_decoder
 from pydicom.pixels import pixel_array as _pixel_array
 
-Source = str | Path | bytes | bytearray | memoryview | BinaryIO
+from ml.data.decoded import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
+from ml.data.decoded import DecodedImage as DecodedImage
+from ml.data.decoded import ImageMeta as ImageMeta
+from ml.data.decoded import Source as Source
+from ml.data.decoded import patient_key as patient_key
+from ml.data.decoded import read_source_bytes as read_source_bytes
 
-DEFAULT_MAX_PIXELS = 50_000_000
+# Re-exported: these lived here before ml.data.errors / ml.data.decoded, and callers import them
+# from this module.
+from ml.data.errors import CorruptImageError as CorruptImageError
+from ml.data.errors import FrameIndexError as FrameIndexError
+from ml.data.errors import ImageDecodeError as ImageDecodeError
+from ml.data.errors import ImageTooLargeError as ImageTooLargeError
+from ml.data.errors import MultiFrameError as MultiFrameError
+from ml.data.errors import NoPixelDataError as NoPixelDataError
+from ml.data.errors import NotAnImageError as NotAnImageError
+from ml.data.errors import NotDicomError as NotDicomError
+from ml.data.errors import TruncatedFileError as TruncatedFileError
+from ml.data.errors import UnsupportedCodecError as UnsupportedCodecError
+from ml.data.errors import UnsupportedPixelFormatError as UnsupportedPixelFormatError
 
 # Window presets (center, width) in Hounsfield units.
 CT_WINDOW_PRESETS: dict[str, tuple[float, float]] = {
@@ -72,124 +85,6 @@ _CODEC_HINTS: dict[str, tuple[str, ...]] = {
     ),
 }
 _DEFAULT_CODEC_HINT = ("pylibjpeg", "pylibjpeg-libjpeg")  # JPEG baseline/extended/lossless
-
-
-class ImageDecodeError(ValueError):
-    """An image could not be turned into pixels; `reason` is safe to show to a user."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class TruncatedFileError(ImageDecodeError):
-    """The file ends before the data it announces."""
-
-
-class NotDicomError(ImageDecodeError):
-    """The bytes are not a DICOM file."""
-
-
-class NotAnImageError(ImageDecodeError):
-    """The bytes are none of the supported image formats."""
-
-
-class CorruptImageError(ImageDecodeError):
-    """The format is recognised but its content is inconsistent."""
-
-
-class NoPixelDataError(ImageDecodeError):
-    """A DICOM file without an image in it (e.g. a structured report)."""
-
-
-class UnsupportedCodecError(ImageDecodeError):
-    """The transfer syntax cannot be decoded here; `install` names the pip packages to add."""
-
-    def __init__(self, reason: str, install: Sequence[str] = ()) -> None:
-        super().__init__(reason)
-        self.install = tuple(install)
-
-
-class UnsupportedPixelFormatError(ImageDecodeError):
-    """Pixel layout outside what we serve (bit depth, colour model, float pixels)."""
-
-
-class MultiFrameError(ImageDecodeError):
-    """A multi-frame DICOM was given without choosing a frame."""
-
-    def __init__(self, reason: str, n_frames: int) -> None:
-        super().__init__(reason)
-        self.n_frames = n_frames
-
-
-class FrameIndexError(ImageDecodeError):
-    """The requested frame does not exist."""
-
-
-class ImageTooLargeError(ImageDecodeError):
-    """Refused before decoding so a crafted header cannot exhaust memory.
-
-    `pixels` is the announced pixel count, 0 where Pillow refused before reporting it.
-    """
-
-    def __init__(self, reason: str, pixels: int, max_pixels: int) -> None:
-        super().__init__(reason)
-        self.pixels = pixels
-        self.max_pixels = max_pixels
-
-
-@dataclass(frozen=True, slots=True)
-class ImageMeta:
-    """Non-identifying facts about a decoded image.
-
-    `voi` says how source values became [0, 1]: "window" (explicit or header window),
-    "voi-lut" (header VOI LUT table), "minmax" (image min..max) or "full-range" (0..max code).
-    `value_range` is the pair of source values (modality units, e.g. HU) mapped to 0 and 1 when
-    that mapping is linear without clipping, so a viewer can re-window in source units.
-    """
-
-    source_format: str
-    rows: int
-    cols: int
-    bits_stored: int
-    photometric: str
-    modality: str | None = None
-    transfer_syntax: str | None = None
-    patient_key: str | None = None
-    n_frames: int = 1
-    frame: int | None = None
-    voi: str = "minmax"
-    window: tuple[float, float] | None = None
-    value_range: tuple[float, float] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedImage:
-    """`pixels` is a float32 (rows, cols) array in [0, 1] where higher means brighter."""
-
-    pixels: NDArray[np.float32]
-    meta: ImageMeta
-
-
-def patient_key(patient_id: str, salt: str | bytes) -> str:
-    """Keyed SHA-256 (HMAC) of a PatientID: links images of one patient without storing it.
-
-    HMAC rather than sha256(salt + id) so the construction has no length-extension quirks;
-    without the salt the key cannot be brute-forced from a list of plausible IDs.
-    """
-    key = salt.encode() if isinstance(salt, str) else bytes(salt)
-    return hmac.new(key, patient_id.strip().encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def read_source_bytes(source: Source) -> bytes:
-    if isinstance(source, bytes | bytearray | memoryview):
-        return bytes(source)
-    if isinstance(source, str | Path):
-        return Path(source).read_bytes()
-    data = source.read()
-    if not isinstance(data, bytes | bytearray):
-        raise TypeError("file-like source must be opened in binary mode")
-    return bytes(data)
 
 
 def dicom_layout(head: bytes) -> str | None:

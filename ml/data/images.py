@@ -14,20 +14,14 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ml.data.dicom import (
-    DEFAULT_MAX_PIXELS,
-    LUMA_WEIGHTS,
+from ml.data.decoded import DEFAULT_MAX_PIXELS, DecodedImage, ImageMeta, Source, read_source_bytes
+from ml.data.dicom import LUMA_WEIGHTS, decode_dicom, dicom_layout
+from ml.data.errors import (
     CorruptImageError,
-    DecodedImage,
     ImageDecodeError,
-    ImageMeta,
     ImageTooLargeError,
     NotAnImageError,
-    Source,
     TruncatedFileError,
-    decode_dicom,
-    dicom_layout,
-    read_source_bytes,
 )
 
 __all__ = [
