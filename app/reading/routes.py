@@ -70,7 +70,16 @@ def _page_context(
 
 @router.get("")
 def my_studies(request: Request, db: DbDep, principal: CurrentUser) -> Response:
-    return render(request, "read/index.html", {"studies": reader_studies(db, principal)})
+    rows = []
+    for study in reader_studies(db, principal):
+        study_reader = db.scalar(
+            select(StudyReader).where(
+                StudyReader.study_id == study.id, StudyReader.user_id == principal.user.id
+            )
+        )
+        answered, total = service.progress(db, study_reader) if study_reader else (0, 0)
+        rows.append((study, answered, total))
+    return render(request, "read/index.html", {"rows": rows})
 
 
 @router.get("/{study_id}")

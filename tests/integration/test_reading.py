@@ -351,6 +351,10 @@ def test_resume_finish_and_done_page(world, login) -> None:  # type: ignore[no-u
         assert service.current_entry(db, reader).position == 3
         assert service.progress(db, reader) == (3, TOTAL)
 
+    # Their study list shows how far they got and offers to continue.
+    listing = web.get("/read").text
+    assert f"3 / {TOTAL}" in listing and ">Continue</a>" in listing
+
     # A new browser session for the same person lands exactly where they stopped.
     again = login("r1")
     assert _shown_entry(again.get(f"/read/{study_id}").text) == entries[3].opaque_id
