@@ -1,0 +1,349 @@
+"""On-disk store of a prepared dataset: fixed-size square images plus a manifest, content-hashed.
+
+Layout of a dataset folder::
+
+    images_32.u8     raw little-endian array (n, 32, 32), one file per resolution, row i = entry i
+    images_64.u8     (".u16" when dtype is uint16)
+    manifest.json    entries (key, patient_key, labels, split, source_sha256), label_names,
+                     resolutions, dtype, resize_rule, created_by, and the content_hash
+
+Plain numpy memmaps keep reading trivial (a training loop slices rows without loading the file)
+and need no extra library. `content_hash` is sha256 over the canonical JSON of the manifest
+(without the hash itself) and the bytes of every image file, so a job records exactly which
+data it used and `verify()` detects any later change. The manifest deliberately holds no
+timestamp: preparing the same inputs twice gives the same hash.
+
+The manifest is written last, through a temporary file and a rename, so a folder either holds a
+complete dataset or is not one: a crash mid-way leaves image files but no manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ml.data.resize import RULES, ResizeRule, to_square
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_DTYPES: dict[str, tuple[str, str, int]] = {
+    # name -> (explicit little-endian numpy dtype, file suffix, largest code)
+    "uint8": ("<u1", "u8", 255),
+    "uint16": ("<u2", "u16", 65535),
+}
+_HASH_CHUNK = 8 << 20
+
+StoreDtype = Literal["uint8", "uint16"]
+LabelValue = int | str
+
+__all__ = [
+    "DatasetInfo",
+    "DatasetWriter",
+    "Entry",
+    "PreparedDataset",
+    "content_hash",
+    "open_dataset",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: str
+    patient_key: str
+    labels: dict[str, LabelValue]
+    split: str
+    source_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetInfo:
+    n_images: int
+    n_patients: int
+    label_names: tuple[str, ...]
+    resolutions: tuple[int, ...]
+    splits: dict[str, int]
+    content_hash: str
+    dtype: str = "uint8"
+
+
+def image_path(root: Path, res: int, dtype: str) -> Path:
+    return root / f"images_{res}.{_DTYPES[dtype][1]}"
+
+
+def _canonical(obj: object) -> bytes:
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def content_hash(root: Path | str, manifest: Mapping[str, Any]) -> str:
+    """sha256 over the manifest (minus `content_hash`) and every image file, streamed."""
+    root = Path(root)
+    body = {k: v for k, v in manifest.items() if k != "content_hash"}
+    digest = hashlib.sha256(b"synthbench-prepared-dataset\n")
+    text = _canonical(body)
+    # Length prefixes keep the manifest / array boundary unambiguous.
+    digest.update(len(text).to_bytes(8, "little") + text)
+    for res in sorted(body["resolutions"]):
+        path = image_path(root, res, body["dtype"])
+        digest.update(f"images_{res}:{path.stat().st_size}\n".encode("ascii"))
+        with path.open("rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _normalise_labels(labels: Mapping[str, LabelValue]) -> dict[str, LabelValue]:
+    out: dict[str, LabelValue] = {}
+    for name, value in labels.items():
+        if isinstance(value, bool | np.bool_):
+            value = int(value)  # True and 1 must hash the same
+        elif isinstance(value, np.integer):
+            value = int(value)
+        if not isinstance(name, str) or not isinstance(value, int | str):
+            raise TypeError(f"label {name!r}={value!r}: names are str, values int or str")
+        out[name] = value
+    return out
+
+
+class DatasetWriter:
+    """Fill a new dataset folder row by row, then `finish` it with the patient splits."""
+
+    def __init__(
+        self,
+        root: Path | str,
+        resolutions: tuple[int, ...] | list[int],
+        n_expected: int,
+        dtype: StoreDtype = "uint8",
+        *,
+        rule: ResizeRule = "pad",
+        created_by: str = "",
+        label_names: tuple[str, ...] | list[str] | None = None,
+    ) -> None:
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got {dtype!r}")
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        res = tuple(sorted({int(r) for r in resolutions}))
+        if not res or res[0] < 1:
+            raise ValueError(f"resolutions must be positive integers, got {resolutions!r}")
+        if n_expected < 1:
+            raise ValueError(f"n_expected must be >= 1, got {n_expected}")
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        if (self.root / MANIFEST).exists():
+            # Rewriting image files under a finished manifest would silently change its data.
+            raise FileExistsError(f"{self.root} already holds a prepared dataset")
+        self.resolutions = res
+        self.n_expected = n_expected
+        self.dtype: StoreDtype = dtype
+        self.rule: ResizeRule = rule
+        self.created_by = created_by
+        self._label_names = tuple(label_names) if label_names is not None else None
+        np_dtype, _, self._max_code = _DTYPES[dtype]
+        self._arrays = {
+            r: np.memmap(
+                image_path(self.root, r, dtype), dtype=np_dtype, mode="w+", shape=(n_expected, r, r)
+            )
+            for r in res
+        }
+        self._entries: list[dict[str, Any]] = []
+        self._keys: set[str] = set()
+        self._finished = False
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(
+        self,
+        key: str,
+        patient_key: str,
+        labels: Mapping[str, LabelValue],
+        source_sha256: str,
+        pixels: NDArray[np.floating],
+    ) -> int:
+        """Resize `pixels` (float [0, 1]) to every resolution and store them as the next row."""
+        if self._finished:
+            raise RuntimeError("dataset already finished")
+        if key in self._keys:
+            raise ValueError(f"duplicate key {key!r}")
+        row = len(self._entries)
+        if row >= self.n_expected:
+            raise ValueError(f"more images than n_expected={self.n_expected}")
+        normalised = _normalise_labels(labels)
+        if self._label_names is not None and set(normalised) - set(self._label_names):
+            raise ValueError(f"{key}: labels {sorted(normalised)} outside {self._label_names}")
+        for res, array in self._arrays.items():
+            square = to_square(pixels, res, self.rule)
+            array[row] = np.rint(square * self._max_code).astype(array.dtype)
+        self._keys.add(key)
+        self._entries.append(
+            {
+                "key": key,
+                "patient_key": patient_key,
+                "labels": normalised,
+                "source_sha256": source_sha256,
+            }
+        )
+        return row
+
+    def finish(self, splits: Mapping[str, str], *, fsync: bool = True) -> DatasetInfo:
+        """Assign splits, truncate unused rows, write manifest + hash atomically."""
+        if self._finished:
+            raise RuntimeError("dataset already finished")
+        n = len(self._entries)
+        if n == 0:
+            raise ValueError("no images were added")
+        missing = [e["key"] for e in self._entries if e["key"] not in splits]
+        if missing:
+            raise ValueError(f"{len(missing)} image(s) have no split, e.g. {missing[0]!r}")
+        for entry in self._entries:
+            entry["split"] = str(splits[entry["key"]])
+        for res in list(self._arrays):
+            # Popping drops the last reference, which unmaps the file before it is truncated.
+            self._arrays.pop(res).flush()
+        itemsize = np.dtype(_DTYPES[self.dtype][0]).itemsize
+        for res in self.resolutions:
+            path = image_path(self.root, res, self.dtype)
+            if n < self.n_expected:
+                os.truncate(path, n * res * res * itemsize)
+            if fsync:
+                _fsync(path)
+        names = self._label_names
+        if names is None:
+            names = tuple(sorted({name for e in self._entries for name in e["labels"]}))
+        manifest: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "created_by": self.created_by,
+            "dtype": self.dtype,
+            "resize_rule": self.rule,
+            "resolutions": list(self.resolutions),
+            "label_names": list(names),
+            "entries": self._entries,
+        }
+        manifest["content_hash"] = content_hash(self.root, manifest)
+        tmp = self.root / f".{MANIFEST}.tmp"
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(manifest, fh, indent=1, sort_keys=True)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, self.root / MANIFEST)
+        self._finished = True
+        return _info(manifest)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _info(manifest: Mapping[str, Any]) -> DatasetInfo:
+    entries = manifest["entries"]
+    splits: dict[str, int] = {}
+    for e in entries:
+        splits[e["split"]] = splits.get(e["split"], 0) + 1
+    return DatasetInfo(
+        n_images=len(entries),
+        n_patients=len({e["patient_key"] for e in entries}),
+        label_names=tuple(manifest["label_names"]),
+        resolutions=tuple(manifest["resolutions"]),
+        splits=dict(sorted(splits.items())),
+        content_hash=manifest["content_hash"],
+        dtype=manifest["dtype"],
+    )
+
+
+class PreparedDataset:
+    """A finished dataset folder, read-only. Use `open_dataset` to build one."""
+
+    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+        self.root = root
+        self.manifest = manifest
+        self.info = _info(manifest)
+        self.entries: tuple[Entry, ...] = tuple(
+            Entry(
+                key=e["key"],
+                patient_key=e["patient_key"],
+                labels=dict(e["labels"]),
+                split=e["split"],
+                source_sha256=e["source_sha256"],
+            )
+            for e in manifest["entries"]
+        )
+        self.max_code = _DTYPES[self.info.dtype][2]
+        self.resize_rule: str = manifest.get("resize_rule", "pad")
+        self._images: dict[int, np.memmap] = {}
+
+    def __len__(self) -> int:
+        return self.info.n_images
+
+    def images(self, res: int) -> np.memmap:
+        """Read-only (n, res, res) memmap of integer codes; divide by `max_code` for [0, 1]."""
+        if res not in self.info.resolutions:
+            raise KeyError(f"resolution {res} not stored; have {self.info.resolutions}")
+        if res not in self._images:
+            self._images[res] = np.memmap(
+                image_path(self.root, res, self.info.dtype),
+                dtype=_DTYPES[self.info.dtype][0],
+                mode="r",
+                shape=(self.info.n_images, res, res),
+            )
+        return self._images[res]
+
+    def indices(
+        self, split: str | None = None, labels: Mapping[str, LabelValue] | None = None
+    ) -> NDArray[np.int64]:
+        """Row numbers whose split equals `split` and whose labels contain every given pair."""
+        wanted = _normalise_labels(labels or {})
+        rows = [
+            i
+            for i, e in enumerate(self.entries)
+            if (split is None or e.split == split)
+            and all(e.labels.get(name) == value for name, value in wanted.items())
+        ]
+        return np.asarray(rows, dtype=np.int64)
+
+    def label_tuple(self, entry: Entry) -> tuple[LabelValue | None, ...]:
+        """The entry's labels in `label_names` order: the class key used by splits and subsets."""
+        return tuple(entry.labels.get(name) for name in self.info.label_names)
+
+    def verify(self) -> bool:
+        """Recompute the content hash from the files; False if any byte changed."""
+        try:
+            return content_hash(self.root, self.manifest) == self.info.content_hash
+        except FileNotFoundError:
+            return False
+
+
+def open_dataset(root: Path | str) -> PreparedDataset:
+    root = Path(root)
+    path = root / MANIFEST
+    if not path.exists():
+        raise FileNotFoundError(f"{root} is not a finished prepared dataset (no {MANIFEST})")
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported format_version {version!r}")
+    if manifest.get("dtype") not in _DTYPES:
+        raise ValueError(f"{path}: unknown dtype {manifest.get('dtype')!r}")
+    n = len(manifest["entries"])
+    itemsize = np.dtype(_DTYPES[manifest["dtype"]][0]).itemsize
+    for res in manifest["resolutions"]:
+        file = image_path(root, res, manifest["dtype"])
+        expected = n * res * res * itemsize
+        # A wrong size would make the memmap shape lie; catch it before any row is read.
+        if not file.exists() or file.stat().st_size != expected:
+            raise ValueError(f"{file}: missing or not {expected} bytes for {n} images")
+    return PreparedDataset(root, manifest)
