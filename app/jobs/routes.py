@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from app.auth.service import Principal
-from app.deps import DbDep, Forbidden, Researcher
+from app.deps import DbDep, Researcher
 from app.jobs import service
 from app.jobs.specs import JOB_TYPES, QUEUES, SpecError, image_stats_spec
 from app.models import Job
@@ -83,6 +83,3 @@ def cancel(request: Request, job_id: int, db: DbDep, principal: Researcher) -> R
         return redirect(request, f"/jobs/{job.id}", flash="The job had already ended.")
     service.request_cancel(db, job)
     return redirect(request, f"/jobs/{job.id}", flash="Cancellation requested.")
-
-
-__all__ = ["Forbidden", "router"]

@@ -30,16 +30,16 @@ IMAGE_CACHE = "private, max-age=600"
 ANSWER_KEYS = {"real": "R", "fake": "F", "uncertain": "U"}
 
 
-def reader_studies(db: DbDep, principal: Principal) -> list[Study]:
+def reader_studies(db: DbDep, principal: Principal) -> list[tuple[Study, StudyReader]]:
     query = (
-        select(Study)
+        select(Study, StudyReader)
         .join(StudyReader, StudyReader.study_id == Study.id)
         .where(StudyReader.user_id == principal.user.id)
         .order_by(Study.id)
     )
     if principal.study_scope is not None:
         query = query.where(Study.id == principal.study_scope)
-    return list(db.scalars(query))
+    return [(study, reader) for study, reader in db.execute(query).all()]
 
 
 def _reader(db: DbDep, principal: Principal, study_id: int) -> tuple[Study, StudyReader]:
@@ -70,15 +70,10 @@ def _page_context(
 
 @router.get("")
 def my_studies(request: Request, db: DbDep, principal: CurrentUser) -> Response:
-    rows = []
-    for study in reader_studies(db, principal):
-        study_reader = db.scalar(
-            select(StudyReader).where(
-                StudyReader.study_id == study.id, StudyReader.user_id == principal.user.id
-            )
-        )
-        answered, total = service.progress(db, study_reader) if study_reader else (0, 0)
-        rows.append((study, answered, total))
+    rows = [
+        (study, *service.progress(db, study_reader))
+        for study, study_reader in reader_studies(db, principal)
+    ]
     return render(request, "read/index.html", {"rows": rows})
 
 

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from support import make_user
-from web_client import WebClient
+from web_client import WebClient, csrf_from
 
 from app.db import session_scope
 from app.main import create_app
@@ -74,7 +74,7 @@ def _count(model: type) -> int:
 
 def test_study_from_two_sets_selects_stratified_images(setup) -> None:  # type: ignore[no-untyped-def]
     web, real, fake = setup
-    token = web.get("/studies/new").text.split('name="csrf_token" value="')[1].split('"')[0]
+    token = csrf_from(web.get("/studies/new").text)
     response = web.client.post(
         "/studies",
         data={**_form(real, fake), "image_set_ids": [str(real), str(fake)], "csrf_token": token},
@@ -100,7 +100,7 @@ def test_study_from_two_sets_selects_stratified_images(setup) -> None:  # type: 
 
 def test_impossible_design_is_refused_and_nothing_is_stored(setup) -> None:  # type: ignore[no-untyped-def]
     web, real, fake = setup
-    token = web.get("/studies/new").text.split('name="csrf_token" value="')[1].split('"')[0]
+    token = csrf_from(web.get("/studies/new").text)
     response = web.client.post(
         "/studies",
         data={
@@ -118,7 +118,7 @@ def test_someone_elses_image_set_cannot_be_used(setup) -> None:  # type: ignore[
     web, real, fake = setup
     web.post_form("/logout", {}, token_from="/studies")
     web.login("bob", "bob-password")
-    token = web.get("/studies/new").text.split('name="csrf_token" value="')[1].split('"')[0]
+    token = csrf_from(web.get("/studies/new").text)
     response = web.client.post(
         "/studies",
         data={**_form(real, fake), "image_set_ids": [str(real)], "csrf_token": token},
@@ -130,7 +130,7 @@ def test_someone_elses_image_set_cannot_be_used(setup) -> None:  # type: ignore[
 
 def test_assign_existing_reader_once(setup) -> None:  # type: ignore[no-untyped-def]
     web, real, fake = setup
-    token = web.get("/studies/new").text.split('name="csrf_token" value="')[1].split('"')[0]
+    token = csrf_from(web.get("/studies/new").text)
     created = web.client.post(
         "/studies",
         data={**_form(real, fake), "image_set_ids": [str(real), str(fake)], "csrf_token": token},
