@@ -24,6 +24,9 @@ cli.add_typer(user_cli, name="user")
 from app.studies.cli import study_cli  # noqa: E402
 
 cli.add_typer(study_cli, name="study")
+from app.datasets.cli import dataset_cli  # noqa: E402
+
+cli.add_typer(dataset_cli, name="dataset")
 
 
 def progress_bar() -> Progress:

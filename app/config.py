@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     job_time_limit_s: int = 6 * 3600 + 300
     heartbeat_timeout_s: int = 120
     max_upload_bytes: int = 512 * 1024 * 1024
+    # Folders the web form may import datasets from (researchers must not read arbitrary server
+    # paths); the CLI, run by whoever owns the machine, may import from anywhere.
+    # Empty means ``home/imports``. Set as JSON: SYNTHBENCH_IMPORT_ROOTS='["/data/chexpert"]'.
+    import_roots: list[Path] = Field(default_factory=list)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'synthbench.sqlite'}"
@@ -45,6 +49,13 @@ class Settings(BaseSettings):
     @property
     def artefacts_dir(self) -> Path:
         return self.home / "artefacts"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
+
+    def resolved_import_roots(self) -> list[Path]:
+        return [p.resolve() for p in (self.import_roots or [self.home / "imports"])]
 
     def resolved_secret_key(self) -> str:
         """The configured key, or one generated on first run and kept under ``home``."""

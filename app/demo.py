@@ -9,18 +9,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.service import create_invite, create_user
+from app.config import get_settings
+from app.datasets.options import parse_import_options, parse_subset_options
+from app.datasets.service import find_by_name, start_import, start_subset
 from app.db import session_scope
 from app.demo_content import PCA_SOURCE, real_zip, simulated_ratings_csv, synthetic_zip
+from app.demo_datasets import write_folder_dataset
 from app.domain.reader_study import StudyDesign
 from app.imagesets.service import create_image_set
 from app.jobs.service import JobSpec, create_job
 from app.jobs.specs import image_stats_spec
 from app.migrate import upgrade
-from app.models import ImageSet, Job, JobStatus, Role, Study, User
+from app.models import Dataset, DatasetStatus, ImageSet, Job, JobStatus, Role, Study, User
 from app.studies.design import ReadingOptions
 from app.studies.imports import import_ratings
 from app.studies.service import assign_reader, create_study
-from ml.data.collections import available_collections
+from ml.data.collections import Collection, available_collections
 from ml.progress import ProgressFn, no_progress
 
 # Known passwords are fine for a laptop demo and are printed at start-up; never use in production.
@@ -33,6 +37,8 @@ DEMO_STUDY = "Demo: paediatric chest X-rays, real or synthetic?"
 DEMO_REAL_SET = "Demo real: paediatric chest X-rays (16)"
 DEMO_SYNTHETIC_SET = f"Demo synthetic: PCA baseline ({PCA_SOURCE})"
 DEMO_SIMULATED = "Example statistics: SIMULATED readers (not real answers)"
+DEMO_DATASET = "Demo: paediatric chest X-rays (16 real images)"
+DEMO_SUBSET = "Demo: 2 training images per class"
 
 
 def _run_demo_job(spec: JobSpec, owner_id: int) -> None:
@@ -44,6 +50,46 @@ def _run_demo_job(spec: JobSpec, owner_id: int) -> None:
         job_id = create_job(db, spec, owner_id=owner_id).id
     # In-process: the demo must show a finished job even before a worker starts.
     execute(job_id, worker="demo-loader")
+
+
+def _demo_datasets(researcher_id: int, collection: Collection) -> int:
+    """The 16 X-rays as a folder-per-class dataset at 32 and 64 px, and one benchmark subset,
+    each imported by a real job run in-process. Returns the dataset id."""
+    from workers.runner import execute
+
+    source = write_folder_dataset(
+        collection, get_settings().resolved_import_roots()[0] / "paediatric-cxr"
+    )
+    with session_scope() as db:
+        dataset = find_by_name(db, DEMO_DATASET)
+        if dataset is None or dataset.status is DatasetStatus.failed:
+            dataset, job = start_import(
+                db,
+                owner_id=researcher_id,
+                name=DEMO_DATASET,
+                source=source,
+                options=parse_import_options("folder", resolutions="32,64"),
+                description=collection.attribution,
+            )
+            db.commit()
+            execute(job.id, worker="demo-loader")
+        dataset_id = dataset.id
+    with session_scope() as db:
+        parent = db.get(Dataset, dataset_id)
+        subset = find_by_name(db, DEMO_SUBSET)
+        if parent.status is DatasetStatus.ready and (
+            subset is None or subset.status is DatasetStatus.failed
+        ):
+            _, job = start_subset(
+                db,
+                owner_id=researcher_id,
+                parent=parent,
+                name=DEMO_SUBSET,
+                options=parse_subset_options("samples_per_class", 2),
+            )
+            db.commit()
+            execute(job.id, worker="demo-loader")
+    return dataset_id
 
 
 def _image_set(
@@ -91,7 +137,7 @@ def _demo_study(db: Session, researcher: User, reader: User, set_ids: list[int])
 
 
 def load_demo(progress: ProgressFn = no_progress) -> dict[str, Any]:
-    steps = 6
+    steps = 7
     progress(0, steps, "migrating database")
     upgrade()
     progress(1, steps, "creating demo accounts")
@@ -136,5 +182,7 @@ def load_demo(progress: ProgressFn = no_progress) -> dict[str, Any]:
             )
     progress(5, steps, "computing image statistics of the demo X-rays")
     _run_demo_job(image_stats_spec("paediatric-cxr"), researcher_id)
-    progress(6, steps, "demo ready")
-    return {"invite_link_path": invite_path, "study_id": study_id}
+    progress(6, steps, "importing the demo dataset (folder per class, split by patient)")
+    dataset_id = _demo_datasets(researcher_id, collection)
+    progress(7, steps, "demo ready")
+    return {"invite_link_path": invite_path, "study_id": study_id, "dataset_id": dataset_id}

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth.routes import router as auth_router
 from app.config import get_settings
+from app.datasets.routes import router as datasets_router
 from app.db import get_sessionmaker
 from app.deps import Forbidden, LoginRequired, MaybeUser
 from app.imagesets.routes import router as imagesets_router
@@ -88,6 +89,7 @@ def create_app() -> FastAPI:
         health_router,
         auth_router,
         jobs_router,
+        datasets_router,
         imagesets_router,
         # Fixed paths (/studies/import) before /studies/{study_id} in the studies router.
         results_router,

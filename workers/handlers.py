@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ import numpy as np
 from ml.data.collections import available_collections
 from ml.data.image_stats import collection_statistics
 from ml.data.images import load_image
+from ml.data.prepare import prepare_dataset
+from ml.data.store import DatasetInfo
+from ml.data.versions import derive_subset
 from ml.progress import ProgressFn, StopFn
 
 Handler = Callable[[dict[str, Any], Path, ProgressFn, StopFn], dict[str, Any]]
@@ -33,4 +37,74 @@ def image_stats(params: dict[str, Any], out: Path, progress: ProgressFn, stop: S
     return result
 
 
-HANDLERS: dict[str, Handler] = {"image_stats": image_stats}
+# The database keeps this many lines of an import report; the artefact file keeps them all.
+REPORT_LINES_KEPT = 1000
+
+
+def _fresh(dest: Path) -> Path:
+    # A previous attempt that died mid-way left partial files; both jobs are deterministic, so
+    # starting again from nothing gives the same dataset.
+    if dest.exists():
+        shutil.rmtree(dest)
+    return dest
+
+
+def _info(info: DatasetInfo) -> dict[str, Any]:
+    return {
+        "content_hash": info.content_hash,
+        "n_images": info.n_images,
+        "n_patients": info.n_patients,
+        "label_names": list(info.label_names),
+        "resolutions": list(info.resolutions),
+        "splits": info.splits,
+    }
+
+
+def import_dataset(params: dict[str, Any], out: Path, progress: ProgressFn, stop: StopFn) -> dict:
+    from app.datasets.service import patient_salt
+
+    result = prepare_dataset(
+        Path(params["source"]),
+        params["format"],
+        _fresh(Path(params["dest"])),
+        resolutions=tuple(params["resolutions"]),
+        salt=patient_salt(),
+        seed=int(params.get("seed", 0)),
+        window=params.get("window"),
+        rule=params.get("rule", "pad"),
+        format_options=params.get("format_options") or {},
+        progress=progress,
+        should_stop=stop,
+    )
+    (out / "import_report.txt").write_text("\n".join(result.errors) + "\n", encoding="utf-8")
+    errors = result.errors[:REPORT_LINES_KEPT]
+    if len(result.errors) > REPORT_LINES_KEPT:
+        more = len(result.errors) - REPORT_LINES_KEPT
+        errors.append(f"... and {more} more (see import_report.txt in the job's artefacts)")
+    return {
+        **_info(result.info),
+        "n_read": result.n_read,
+        "n_failed": result.n_failed,
+        "errors": errors,
+    }
+
+
+def subset_dataset(params: dict[str, Any], out: Path, progress: ProgressFn, stop: StopFn) -> dict:
+    derived = derive_subset(
+        Path(params["parent"]),
+        _fresh(Path(params["dest"])),
+        kind=params["kind"],
+        value=int(params.get("value", 0)),
+        seed=int(params.get("seed", 0)),
+        resolutions=params.get("resolutions"),
+        progress=progress,
+        should_stop=stop,
+    )
+    return {**_info(derived.info), "description": derived.description, "errors": []}
+
+
+HANDLERS: dict[str, Handler] = {
+    "image_stats": image_stats,
+    "import_dataset": import_dataset,
+    "subset_dataset": subset_dataset,
+}

@@ -19,8 +19,16 @@ class JobCancelled(Exception):
 
 
 class JobReporter:
-    def __init__(self, job_id: int, *, min_interval_s: float = 0.5, heartbeat_s: float = 10.0):
+    def __init__(
+        self,
+        job_id: int,
+        *,
+        min_interval_s: float = 0.5,
+        heartbeat_s: float = 10.0,
+        listener: Callable[[float, float, str], None] | None = None,
+    ):
         self.job_id = job_id
+        self._listener = listener
         self.min_interval_s = min_interval_s
         self.heartbeat_s = heartbeat_s
         self._last_write = 0.0
@@ -31,6 +39,8 @@ class JobReporter:
 
     # ml/ sees only these two callables: it never learns there is a database.
     def progress(self, done: float, total: float, message: str = "") -> None:
+        if self._listener is not None:
+            self._listener(done, total, message)
         now = time.monotonic()
         if now - self._last_write < self.min_interval_s and done < total:
             return

@@ -9,10 +9,11 @@ from pathlib import Path
 from celery.exceptions import SoftTimeLimitExceeded
 
 from app.db import session_scope
+from app.jobs.outcomes import on_job_finished
 from app.jobs.service import artefact_dir_for
 from app.models import Job, JobStatus
 from app.models.types import utcnow
-from ml.progress import Stopped
+from ml.progress import ProgressFn, Stopped
 from workers.handlers import HANDLERS
 from workers.reporting import JobCancelled, JobReporter
 
@@ -32,10 +33,12 @@ def _start(job_id: int, worker: str) -> tuple[str, dict, Path] | None:
             return None  # a duplicate delivery of a job that already ended
         if job.cancel_requested:
             job.status, job.finished_at = JobStatus.cancelled, utcnow()
+            on_job_finished(db, job)
             return None
         if job.attempts >= MAX_ATTEMPTS:
             job.status, job.finished_at = JobStatus.failed, utcnow()
             job.error = f"Gave up after {job.attempts} attempts that did not finish."
+            on_job_finished(db, job)
             return None
         job.attempts += 1
         job.status = JobStatus.running
@@ -56,9 +59,12 @@ def _finish(job_id: int, status: JobStatus, **values: object) -> None:
         job.finished_at = utcnow()
         for key, value in values.items():
             setattr(job, key, value)
+        on_job_finished(db, job)
 
 
-def execute(job_id: int, worker: str = "in-process") -> None:
+def execute(job_id: int, worker: str = "in-process", *, listener: ProgressFn | None = None) -> None:
+    """Run one attempt of the job. `listener` also receives every progress call unthrottled
+    (the CLI's progress bar); the database still gets the throttled writes."""
     started = _start(job_id, worker)
     if started is None:
         return
@@ -69,7 +75,7 @@ def execute(job_id: int, worker: str = "in-process") -> None:
         _finish(job_id, JobStatus.failed, error=f"No handler for job type {job_type!r}.")
         return
     try:
-        with JobReporter(job_id) as reporter:
+        with JobReporter(job_id, listener=listener) as reporter:
             result = handler(params, artefacts, reporter.progress, reporter.should_stop)
     except (Stopped, JobCancelled) as exc:
         _finish(job_id, JobStatus.cancelled, message=f"cancelled: {exc}")

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.jobs.outcomes import on_job_finished
 from app.jobs.specs import JobSpec
 from app.models import Job, JobStatus
 from app.models.types import utcnow
@@ -77,6 +78,7 @@ def request_cancel(db: Session, job: Job) -> None:
         job.status = JobStatus.cancelled
         job.finished_at = utcnow()
         job.message = "cancelled before it started"
+        on_job_finished(db, job)
     elif job.status is JobStatus.running:
         job.cancel_requested = True
     db.commit()

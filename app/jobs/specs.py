@@ -39,6 +39,8 @@ class JobType:
 
 JOB_TYPES: dict[str, JobType] = {
     "image_stats": JobType("image_stats", "Image statistics of a collection", "cpu"),
+    "import_dataset": JobType("import_dataset", "Import a dataset", "cpu"),
+    "subset_dataset": JobType("subset_dataset", "Benchmark subset of a dataset", "cpu"),
 }
 
 
@@ -55,3 +57,18 @@ def image_stats_spec(collection: str, queue: str | None = None) -> JobSpec:
         known = ", ".join(sorted(collections)) or "none installed"
         raise SpecError("collection", f"Unknown image collection {collection!r} (known: {known}).")
     return JobSpec("image_stats", _queue(queue, "image_stats"), {"collection": collection})
+
+
+def import_dataset_spec(
+    dataset_id: int, source: str, dest: str, options: dict[str, Any], queue: str | None = None
+) -> JobSpec:
+    """`options` come from `app.datasets.options.ImportOptions.as_params` (already checked)."""
+    params = {"dataset_id": dataset_id, "source": source, "dest": dest, **options}
+    return JobSpec("import_dataset", _queue(queue, "import_dataset"), params)
+
+
+def subset_dataset_spec(
+    dataset_id: int, parent: str, dest: str, options: dict[str, Any], queue: str | None = None
+) -> JobSpec:
+    params = {"dataset_id": dataset_id, "parent": parent, "dest": dest, **options}
+    return JobSpec("subset_dataset", _queue(queue, "subset_dataset"), params)

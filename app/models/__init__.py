@@ -1,5 +1,6 @@
 """All models, imported once so Alembic and the app see the whole schema."""
 
+from app.models.dataset import Dataset, DatasetStatus
 from app.models.imageset import Image, ImageSet, Origin
 from app.models.job import Job, JobStatus
 from app.models.study import (
@@ -17,6 +18,8 @@ from app.models.user import Role, User, WebSession
 
 __all__ = [
     "Answer",
+    "Dataset",
+    "DatasetStatus",
     "ExternalRating",
     "Image",
     "ImageSet",

@@ -18,6 +18,7 @@ PATIENTS_CSV = "patients.csv"
 _HEAD = 132  # DICOM needs the 128-byte preamble + "DICM"
 # Desktop clutter, not user mistakes: skipping it silently keeps the error list useful.
 _JUNK = {"Thumbs.db", "desktop.ini"}
+_DOCS = {".txt", ".md"}
 
 
 def read_folder(root: Path) -> FormatReport:
@@ -32,7 +33,8 @@ def read_folder(root: Path) -> FormatReport:
         return report
     report.label_names = [c.name for c in classes]
     for stray in sorted(p for p in root.iterdir() if p.is_file() and not _ignored(p)):
-        if stray.name != PATIENTS_CSV:
+        # Licence and README files belong next to the data (attribution must travel with it).
+        if stray.name != PATIENTS_CSV and stray.suffix.lower() not in _DOCS:
             report.errors.append(f"{stray.name}: not inside a class folder; skipped")
     patients = _patients(root, report.errors)
     used: set[str] = set()
