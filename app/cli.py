@@ -178,6 +178,8 @@ def demo(
         console.print(f"  {role.value:<10} {username} / {password}")
     if info.get("invite_link_path"):
         console.print(f"  reader invitation (single use): {url}{info['invite_link_path']}")
+    if info.get("dataset_id"):
+        console.print(f"  demo dataset: {url}/datasets/{info['dataset_id']}")
     if serve_after:
         serve(host=host, port=port, embedded_worker=True, web_workers=1)
 
