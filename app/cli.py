@@ -27,15 +27,19 @@ cli.add_typer(study_cli, name="study")
 from app.datasets.cli import dataset_cli  # noqa: E402
 
 cli.add_typer(dataset_cli, name="dataset")
+from app.gans.cli import run_cli  # noqa: E402
+
+cli.add_typer(run_cli, name="run")
 
 
 def progress_bar() -> Progress:
+    # On stderr, so `--json` output on stdout stays parseable.
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=Console(stderr=True),
     )
 
 
@@ -180,6 +184,8 @@ def demo(
         console.print(f"  reader invitation (single use): {url}{info['invite_link_path']}")
     if info.get("dataset_id"):
         console.print(f"  demo dataset: {url}/datasets/{info['dataset_id']}")
+    if info.get("gan_job_id"):
+        console.print(f"  demo GAN training run: {url}/jobs/{info['gan_job_id']}")
     if serve_after:
         serve(host=host, port=port, embedded_worker=True, web_workers=1)
 

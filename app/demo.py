@@ -15,6 +15,7 @@ from app.datasets.service import find_by_name, start_import, start_subset
 from app.db import session_scope
 from app.demo_content import PCA_SOURCE, real_zip, simulated_ratings_csv, synthetic_zip
 from app.demo_datasets import write_folder_dataset
+from app.demo_gan import demo_gan
 from app.domain.reader_study import StudyDesign
 from app.imagesets.service import create_image_set
 from app.jobs.service import JobSpec, create_job
@@ -137,7 +138,7 @@ def _demo_study(db: Session, researcher: User, reader: User, set_ids: list[int])
 
 
 def load_demo(progress: ProgressFn = no_progress) -> dict[str, Any]:
-    steps = 7
+    steps = 8
     progress(0, steps, "migrating database")
     upgrade()
     progress(1, steps, "creating demo accounts")
@@ -184,5 +185,12 @@ def load_demo(progress: ProgressFn = no_progress) -> dict[str, Any]:
     _run_demo_job(image_stats_spec("paediatric-cxr"), researcher_id)
     progress(6, steps, "importing the demo dataset (folder per class, split by patient)")
     dataset_id = _demo_datasets(researcher_id, collection)
-    progress(7, steps, "demo ready")
-    return {"invite_link_path": invite_path, "study_id": study_id, "dataset_id": dataset_id}
+    progress(7, steps, "training a tiny GAN on the demo X-rays (about a minute on a CPU)")
+    gan_job_id = demo_gan(researcher_id, dataset_id)
+    progress(8, steps, "demo ready")
+    return {
+        "invite_link_path": invite_path,
+        "study_id": study_id,
+        "dataset_id": dataset_id,
+        "gan_job_id": gan_job_id,
+    }

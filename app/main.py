@@ -19,6 +19,7 @@ from app.config import get_settings
 from app.datasets.routes import router as datasets_router
 from app.db import get_sessionmaker
 from app.deps import Forbidden, LoginRequired, MaybeUser
+from app.gans.routes import router as gans_router
 from app.imagesets.routes import router as imagesets_router
 from app.jobs import service as job_service
 from app.jobs.routes import router as jobs_router
@@ -90,6 +91,7 @@ def create_app() -> FastAPI:
         auth_router,
         jobs_router,
         datasets_router,
+        gans_router,
         imagesets_router,
         # Fixed paths (/studies/import) before /studies/{study_id} in the studies router.
         results_router,

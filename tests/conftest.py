@@ -61,6 +61,31 @@ def env(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Monk
     get_engine().dispose()
 
 
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.redis]),
+    ]
+)
+def stack(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """SQLite + the embedded broker, or PostgreSQL + Redis."""
+    if request.param == "sqlite":
+        env = Env(
+            tmp_path,
+            f"sqlite:///{tmp_path / 'synthbench.sqlite'}",
+            f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
+        )
+    else:
+        redis = request.getfixturevalue("redis_server")
+        pg_url = request.getfixturevalue("pg_url")
+        env = Env(tmp_path, pg_url, f"redis://{redis.host}:{redis.port}/0")
+    activate(env, monkeypatch)
+    yield env
+    from app.db import get_engine
+
+    get_engine().dispose()
+
+
 @pytest.fixture
 def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     environment = Env(

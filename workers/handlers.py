@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from ml.data.prepare import prepare_dataset
 from ml.data.store import DatasetInfo
 from ml.data.versions import derive_subset
 from ml.progress import ProgressFn, StopFn
+from workers.translate import translate
 
 Handler = Callable[[dict[str, Any], Path, ProgressFn, StopFn], dict[str, Any]]
 
@@ -103,8 +106,53 @@ def subset_dataset(params: dict[str, Any], out: Path, progress: ProgressFn, stop
     return {**_info(derived.info), "description": derived.description, "errors": []}
 
 
+def train_gan(params: dict[str, Any], out: Path, progress: ProgressFn, stop: StopFn) -> dict:
+    import torch
+
+    from ml.training.gan import GanConfig
+    from ml.training.gan import train_gan as train
+
+    config = GanConfig(**params["config"])
+    if config.device == "auto":
+        config.device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = train(params["dataset_path"], out, config, progress=progress, should_stop=stop)
+    return {**asdict(result), "dataset_hash": params["dataset_hash"], "device": config.device}
+
+
+def sample(params: dict[str, Any], out: Path, progress: ProgressFn, stop: StopFn) -> dict:
+    import torch
+
+    from ml.sampling import sample_images
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    folder = out / "samples"
+    if folder.exists():
+        shutil.rmtree(folder)  # a previous attempt died mid-way; sampling is deterministic
+    result = sample_images(
+        Path(params["checkpoint"]),
+        folder,
+        per_class=int(params["per_class"]),
+        classes=params.get("classes") or None,
+        truncation_psi=float(params.get("truncation_psi", 1.0)),
+        seed=int(params.get("seed", 0)),
+        dicom=bool(params.get("dicom", False)),
+        device=device,
+        progress=progress,
+        should_stop=stop,
+    )
+    archive = out / "samples.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
+        for file in sorted(folder.iterdir()):
+            if file.is_file():
+                zf.write(file, file.name)
+    return {**asdict(result), "zip": str(archive)}
+
+
 HANDLERS: dict[str, Handler] = {
     "image_stats": image_stats,
     "import_dataset": import_dataset,
     "subset_dataset": subset_dataset,
+    "train_gan": train_gan,
+    "sample": sample,
+    "translate": translate,
 }

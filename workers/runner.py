@@ -8,6 +8,7 @@ from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from app.config import get_settings
 from app.db import session_scope
 from app.jobs.outcomes import on_job_finished
 from app.jobs.service import artefact_dir_for
@@ -23,6 +24,13 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 
 
+def _alive(job: Job) -> bool:
+    if job.heartbeat_at is None:
+        return False
+    age = (utcnow() - job.heartbeat_at).total_seconds()
+    return age < get_settings().heartbeat_timeout_s
+
+
 def _start(job_id: int, worker: str) -> tuple[str, dict, Path] | None:
     with session_scope() as db:
         job = db.get(Job, job_id, with_for_update=True)
@@ -31,6 +39,11 @@ def _start(job_id: int, worker: str) -> tuple[str, dict, Path] | None:
             return None
         if job.status.finished:
             return None  # a duplicate delivery of a job that already ended
+        if job.status is JobStatus.running and _alive(job):
+            # A duplicate delivery (a broker redelivering, a requeued orphan) while another
+            # attempt still sends heartbeats: two attempts would write one checkpoint folder.
+            log.warning("job %s runs on %s; dropping a duplicate delivery", job_id, job.worker)
+            return None
         if job.cancel_requested:
             job.status, job.finished_at = JobStatus.cancelled, utcnow()
             on_job_finished(db, job)

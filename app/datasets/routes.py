@@ -143,7 +143,11 @@ def dataset_image(
 @router.get("/{dataset_id}/report.txt")
 def import_report(dataset_id: int, db: DbDep, principal: Researcher) -> Response:
     dataset = _dataset(db, dataset_id, principal)
-    lines = dataset.errors or []
+    lines = list(dataset.errors or [])
+    if dataset.status is DatasetStatus.failed:
+        lines.insert(0, f"The import failed: {dataset.error or 'see the job'}")
+    elif dataset.status is DatasetStatus.importing:
+        lines.insert(0, "The import is still running.")
     body = "\n".join(lines) + "\n" if lines else "Every file was imported.\n"
     return PlainTextResponse(body, headers={"Content-Disposition": "attachment"})
 

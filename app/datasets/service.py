@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from app.auth.service import Principal
 from app.config import get_settings
 from app.datasets.options import ImportOptions, SubsetOptions
-from app.jobs.service import create_job, enqueue
+from app.jobs.service import commit_and_enqueue, create_job
 from app.jobs.specs import SpecError, import_dataset_spec, subset_dataset_spec
 from app.models import Dataset, DatasetStatus, Job, JobStatus
 from app.models.types import utcnow
@@ -175,15 +175,7 @@ def start_subset(
 
 
 def launch(db: Session, job: Job) -> None:
-    """Commit, then enqueue (a worker must never see a job id whose row is not visible)."""
-    db.commit()
-    try:
-        enqueue(job)
-    except Exception as exc:  # the broker is down: the job and the dataset say so
-        job.status, job.finished_at = JobStatus.failed, utcnow()
-        job.error = f"Could not reach the job broker: {exc}"
-        record_outcome(db, job)
-        db.commit()
+    commit_and_enqueue(db, job)
 
 
 def record_outcome(db: Session, job: Job) -> None:
@@ -214,7 +206,7 @@ def record_outcome(db: Session, job: Job) -> None:
         dataset.status = DatasetStatus.failed
         word = "cancelled" if job.status is JobStatus.cancelled else "failed"
         # The job keeps the traceback for developers; the dataset shows the message alone.
-        message = (job.error or "").split("\n\n", 1)[0].strip()
+        message = (job.error or "").split("\n\n", 1)[0].strip().removeprefix("ValueError: ")
         dataset.error = message or job.message or f"The import {word}."
 
 

@@ -11,5 +11,7 @@ from app.models import Job
 
 def on_job_finished(db: Session, job: Job) -> None:
     from app.datasets.service import record_outcome
+    from app.gans.service import record_samples
 
     record_outcome(db, job)
+    record_samples(db, job)

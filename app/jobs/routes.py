@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import mimetypes
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import FileResponse, Response
 
 from app.auth.service import Principal
 from app.deps import DbDep, Researcher
@@ -68,12 +70,37 @@ def launch(
     return redirect(request, f"/jobs/{job.id}", flash=f"Job {job.id} queued.")
 
 
+def _page_context(job: Job) -> dict[str, Any]:
+    context: dict[str, Any] = {"job": job}
+    if job.type == "train_gan":
+        from app.gans.views import training_view
+
+        context.update(training_view(job))
+    return context
+
+
 @router.get("/{job_id}")
 def job_page(request: Request, job_id: int, db: DbDep, principal: Researcher) -> Response:
     job = _job_for(db, job_id, principal)
+    context = _page_context(job)
     if request.headers.get("hx-request"):
-        return render(request, "jobs/detail.html", {"job": job}, block="job_status")
-    return render(request, "jobs/detail.html", {"job": job})
+        return render(request, "jobs/detail.html", context, block="job_status")
+    return render(request, "jobs/detail.html", context)
+
+
+@router.get("/{job_id}/files/{path:path}")
+def artefact(job_id: int, path: str, db: DbDep, principal: Researcher) -> Response:
+    """A file from the job's artefact folder (grids, logs, checkpoints, reports)."""
+    job = _job_for(db, job_id, principal)
+    root = Path(job.artefact_dir or "").resolve()
+    target = (root / path).resolve()
+    # resolve() follows links, so neither '..' nor a symlink can leave the job's folder.
+    if not job.artefact_dir or not target.is_relative_to(root) or not target.is_file():
+        raise HTTPException(404, f"Job {job_id} has no file {path!r}.")
+    media = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    if target.suffix in {".jsonl", ".json", ".txt", ".csv"}:
+        media = "text/plain; charset=utf-8"
+    return FileResponse(target, media_type=media, headers={"Cache-Control": "private, no-cache"})
 
 
 @router.post("/{job_id}/cancel")

@@ -44,9 +44,14 @@ def create_job(db: Session, spec: JobSpec, *, owner_id: int | None) -> Job:
 
 
 def submit(db: Session, spec: JobSpec, *, owner_id: int | None) -> Job:
-    """Create the row, commit, and only then enqueue: a worker must never see an id whose row
-    is not visible yet. The session is committed by this call."""
+    """Create the row, commit, and only then enqueue. The session is committed by this call."""
     job = create_job(db, spec, owner_id=owner_id)
+    commit_and_enqueue(db, job)
+    return job
+
+
+def commit_and_enqueue(db: Session, job: Job) -> None:
+    """Commit, then enqueue: a worker must never see an id whose row is not visible yet."""
     db.commit()
     try:
         enqueue(job)
@@ -54,8 +59,8 @@ def submit(db: Session, spec: JobSpec, *, owner_id: int | None) -> Job:
         job.status = JobStatus.failed
         job.error = f"Could not reach the job broker: {exc}"
         job.finished_at = utcnow()
+        on_job_finished(db, job)
         db.commit()
-    return job
 
 
 def get_job(db: Session, job_id: int) -> Job:

@@ -41,6 +41,11 @@ JOB_TYPES: dict[str, JobType] = {
     "image_stats": JobType("image_stats", "Image statistics of a collection", "cpu"),
     "import_dataset": JobType("import_dataset", "Import a dataset", "cpu"),
     "subset_dataset": JobType("subset_dataset", "Benchmark subset of a dataset", "cpu"),
+    "train_gan": JobType("train_gan", "Train a GAN", "gpu"),
+    "sample": JobType("sample", "Sample a GAN checkpoint into an image set", "gpu"),
+    "translate": JobType(
+        "translate", "CycleGAN: translate one dataset into another's style", "gpu"
+    ),
 }
 
 
@@ -72,3 +77,28 @@ def subset_dataset_spec(
 ) -> JobSpec:
     params = {"dataset_id": dataset_id, "parent": parent, "dest": dest, **options}
     return JobSpec("subset_dataset", _queue(queue, "subset_dataset"), params)
+
+
+def train_gan_spec(
+    dataset_id: int, dataset_path: str, dataset_hash: str, config: dict[str, Any], queue: str | None
+) -> JobSpec:
+    """`config` is `GanConfig` as a dict (checked by `app.gans.options.gan_config`)."""
+    params = {
+        "dataset_id": dataset_id,
+        "dataset_path": dataset_path,
+        "dataset_hash": dataset_hash,
+        "config": config,
+    }
+    return JobSpec("train_gan", _queue(queue, "train_gan"), params)
+
+
+def sample_spec(
+    train_job_id: int, checkpoint: str, options: dict[str, Any], queue: str | None
+) -> JobSpec:
+    params = {"train_job_id": train_job_id, "checkpoint": checkpoint, **options}
+    return JobSpec("sample", _queue(queue, "sample"), params)
+
+
+def translate_spec(params: dict[str, Any], queue: str | None) -> JobSpec:
+    """`params`: dataset_a/b ids, paths and hashes, a CycleGanConfig dict, name, split."""
+    return JobSpec("translate", _queue(queue, "translate"), params)

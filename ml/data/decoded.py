@@ -3,7 +3,6 @@ metadata, the accepted sources and the keyed patient hash. `ml.data.dicom` re-ex
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,9 @@ def patient_key(patient_id: str, salt: str | bytes) -> str:
     without the salt the key cannot be brute-forced from a list of plausible IDs.
     """
     key = salt.encode() if isinstance(salt, str) else bytes(salt)
-    return hmac.new(key, patient_id.strip().encode("utf-8"), hashlib.sha256).hexdigest()
+    # One-shot digest: the same HMAC-SHA256 as hmac.new(...).hexdigest(), computed in OpenSSL
+    # without building an HMAC object, once per imported image.
+    return hmac.digest(key, patient_id.strip().encode("utf-8"), "sha256").hex()
 
 
 def read_source_bytes(source: Source) -> bytes:

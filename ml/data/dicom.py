@@ -11,7 +11,8 @@ import io
 import struct
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import NamedTuple, NoReturn
 
 import numpy as np
 import pydicom
@@ -20,8 +21,10 @@ from numpy.typing import NDArray
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, get_decoder
 from pydicom.pixels import pixel_array as _pixel_array
+from pydicom.tag import BaseTag, Tag
 
 from ml.data.decoded import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
 from ml.data.decoded import DecodedImage as DecodedImage
@@ -56,17 +59,83 @@ CT_WINDOW_PRESETS: dict[str, tuple[float, float]] = {
 # ITU-R BT.601 luma: the weights DICOM's YBR_FULL definition and Pillow's "L" mode use, so a
 # colour DICOM and a colour PNG of the same picture give the same grey image.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+_LUMA_WEIGHTS_F32 = np.asarray(LUMA_WEIGHTS, dtype=np.float32)
 
 _PIXEL_DATA_TAG = 0x7FE00010
+_NUMBER_OF_FRAMES = 0x00280008
+_MODALITY_LUT_SEQUENCE = 0x00283000
+_VOI_LUT_SEQUENCE = 0x00283010
+_WINDOW_CENTER = 0x00281050
+_WINDOW_WIDTH = 0x00281051
 _PIXEL_DATA_TAG_BYTES = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")  # little / big endian
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _TRAILING_PADDING_TAG = 0xFFFCFFFC
+_CUT_INSIDE_ELEMENT = "DICOM file is truncated (it ends inside a data element)"
 _GRAYSCALE = frozenset({"MONOCHROME1", "MONOCHROME2"})
 _COLOUR = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "YBR_PARTIAL_420"})
+_PHOTOMETRIC = _GRAYSCALE | _COLOUR | {"PALETTE COLOR"}
+# Type 1 in the Image Pixel module, and all that the checks below need before decoding.
+_IMAGE_KEYWORDS = ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation")
+# The only elements the decoder reads: what pydicom 3's decoders (`as_pixel_options`),
+# `apply_modality_lut`, `apply_voi` and `apply_color_lut` look at, the SOP class (it tells a cut
+# file from a non-image) and the two values that leave this module as a label or a keyed hash.
+# dcmread passes over every other value without building an element for it; building them all
+# (private tags, sequences, UIDs) was most of the header time. BaseTag, not keywords: dcmread
+# runs Tag() on every entry for every file, and that returns a BaseTag at once.
+_READ_TAGS: list[BaseTag] = sorted(
+    Tag(keyword)
+    for keyword in (
+        # Image Pixel module
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+        "PlanarConfiguration",
+        "NumberOfFrames",
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "BitsStored",
+        "HighBit",
+        "PixelRepresentation",
+        "PixelDataProviderURL",
+        "ExtendedOffsetTable",
+        "ExtendedOffsetTableLengths",
+        "PixelData",
+        "FloatPixelData",
+        "DoubleFloatPixelData",
+        # Modality LUT and VOI LUT modules
+        "RescaleIntercept",
+        "RescaleSlope",
+        "RescaleType",
+        "ModalityLUTSequence",
+        "WindowCenter",
+        "WindowWidth",
+        "VOILUTFunction",
+        "VOILUTSequence",
+        # Palette Color Lookup Table module
+        "PixelPresentation",
+        "RedPaletteColorLookupTableDescriptor",
+        "GreenPaletteColorLookupTableDescriptor",
+        "BluePaletteColorLookupTableDescriptor",
+        "AlphaPaletteColorLookupTableDescriptor",
+        "RedPaletteColorLookupTableData",
+        "GreenPaletteColorLookupTableData",
+        "BluePaletteColorLookupTableData",
+        "AlphaPaletteColorLookupTableData",
+        "SegmentedRedPaletteColorLookupTableData",
+        "SegmentedGreenPaletteColorLookupTableData",
+        "SegmentedBluePaletteColorLookupTableData",
+        "SegmentedAlphaPaletteColorLookupTableData",
+        # identity, kept only as a SOP class name, a label and a keyed hash
+        "SOPClassUID",
+        "Modality",
+        "PatientID",
+    )
+)
 _EXPLICIT_VRS = frozenset(
     b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
     b"UN UR US UT UV".split()
 )
+_EXPLICIT_VRS_32BIT_LENGTH = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 
 # What to pip install per codec family. pydicom's own message lists every possible backend,
 # which reads as noise to a user; we name the plain-wheel option the tests run with.
@@ -85,6 +154,11 @@ _CODEC_HINTS: dict[str, tuple[str, ...]] = {
     ),
 }
 _DEFAULT_CODEC_HINT = ("pylibjpeg", "pylibjpeg-libjpeg")  # JPEG baseline/extended/lossless
+# pydicom tries pylibjpeg before pyjpegls for JPEG-LS; CharLS (pyjpegls) decodes the same
+# stream to the same values (checked on pydicom's JPEG-LS test files) about 3x faster.
+_FAST_PLUGINS: dict[str, str] = dict.fromkeys(
+    (_UID.JPEGLSLossless, _UID.JPEGLSNearLossless), "pyjpegls"
+)
 
 
 def dicom_layout(head: bytes) -> str | None:
@@ -118,9 +192,15 @@ def apply_window(
     width: float,
     function: str = "LINEAR",
 ) -> NDArray[np.float32]:
-    """Map values through a DICOM VOI window (PS3.3 C.11.2.1.2) onto [0, 1]."""
-    x = np.asarray(values, dtype=np.float64)
+    """Map values through a DICOM VOI window (PS3.3 C.11.2.1.2) onto [0, 1].
+
+    float32 input (what the decoder produces) is windowed in float32 by the linear functions,
+    anything else in float64: the result is float32 either way.
+    """
     fn = (function or "LINEAR").strip().upper()
+    x = np.asarray(values)
+    if x.dtype != np.float32 or fn == "SIGMOID":  # exp() needs float64's range
+        x = x.astype(np.float64)
     if fn == "SIGMOID":
         if width <= 0:
             raise ValueError(f"window width must be > 0, got {width}")
@@ -135,8 +215,10 @@ def apply_window(
         if width == 1:
             out = (x > center - 0.5).astype(np.float64)
         else:
-            out = (x - (center - 0.5)) / (width - 1.0) + 0.5
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+            out = x - (center - 0.5)
+            out /= width - 1.0
+            out += 0.5
+    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
 
 
 def window_stack(
@@ -165,6 +247,45 @@ class _Display:
     white: float = 1.0  # colour images: the code value of full brightness
 
 
+class _Frame(NamedTuple):
+    """One decoded frame in source units, and what ImageMeta and the VOI step need from its
+    header; ImageMeta itself is built once, when the VOI step has run."""
+
+    values: NDArray[np.float32]  # a new array: the VOI step may scale it in place
+    rows: int
+    cols: int
+    bits_stored: int
+    photometric: str
+    modality: str | None
+    transfer_syntax: str
+    patient_key: str | None
+    n_frames: int
+    frame: int | None
+    display: _Display
+
+    def meta(
+        self,
+        voi: str = "minmax",
+        window: tuple[float, float] | None = None,
+        value_range: tuple[float, float] | None = None,
+    ) -> ImageMeta:
+        return ImageMeta(
+            source_format="dicom",
+            rows=self.rows,
+            cols=self.cols,
+            bits_stored=self.bits_stored,
+            photometric=self.photometric,
+            modality=self.modality,
+            transfer_syntax=self.transfer_syntax,
+            patient_key=self.patient_key,
+            n_frames=self.n_frames,
+            frame=self.frame,
+            voi=voi,
+            window=window,
+            value_range=value_range,
+        )
+
+
 def decode_dicom_values(
     source: Source,
     *,
@@ -175,8 +296,8 @@ def decode_dicom_values(
     """Decode one frame to source units before any VOI: HU for CT (Modality LUT / rescale
     applied), stored values otherwise, BT.601 luminance for colour. Feed this to
     `window_stack` or `apply_window`."""
-    values, meta, _ = _load(source, frame=frame, salt=salt, max_pixels=max_pixels)
-    return values.astype(np.float32), meta
+    decoded = _load(source, frame=frame, salt=salt, max_pixels=max_pixels)
+    return decoded.values, decoded.meta()
 
 
 def decode_dicom(
@@ -196,8 +317,9 @@ def decode_dicom(
     `meta.patient_key` is only set when a `salt` is given: an unsalted hash of an ID can be
     reversed by enumerating IDs.
     """
-    values, meta, display = _load(source, frame=frame, salt=salt, max_pixels=max_pixels)
-    colour = meta.photometric not in _GRAYSCALE
+    decoded = _load(source, frame=frame, salt=salt, max_pixels=max_pixels)
+    values, display = decoded.values, decoded.display
+    colour = decoded.photometric not in _GRAYSCALE
     value_range: tuple[float, float] | None = None
     used_window: tuple[float, float] | None = None
     if window is not None:
@@ -211,27 +333,34 @@ def decode_dicom(
     elif apply_header_voi and not colour and display.window is not None:
         used_window = display.window
         out, voi = apply_window(values, *display.window, function=display.function), "window"
+    # The two cases below scale `values` in place: _load made it for this call alone.
     elif colour:
-        out = np.clip(values / display.white, 0.0, 1.0).astype(np.float32)
+        values /= display.white
+        out = np.clip(values, 0.0, 1.0, out=values)
         voi, value_range = "full-range", (0.0, display.white)
     else:
         lo, hi = float(values.min()), float(values.max())
-        out = ((values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)).astype(np.float32)
+        out = values
+        out -= lo
+        if hi > lo:
+            out /= hi - lo
         voi, value_range = "minmax", (lo, hi)
-    if meta.photometric == "MONOCHROME1":
+    if decoded.photometric == "MONOCHROME1":
         # Inversion is a presentation step after VOI (PS3.3 C.7.6.3.1.2), hence last.
-        out = 1.0 - out
+        out = np.subtract(1.0, out, out=out)
         value_range = value_range[::-1] if value_range else None
-    meta = replace(meta, voi=voi, window=used_window, value_range=value_range)
+    meta = decoded.meta(voi, used_window, value_range)
     return DecodedImage(pixels=np.ascontiguousarray(out, dtype=np.float32), meta=meta)
 
 
 def _load(
     source: Source, *, frame: int | None, salt: str | bytes | None, max_pixels: int
-) -> tuple[NDArray[np.float64], ImageMeta, _Display]:
+) -> _Frame:
     data = read_source_bytes(source)
-    ds = _parse(data)
-    rows, cols, n_frames = _check_image_header(ds, data, max_pixels)
+    ds, overrun = _parse(data)
+    rows, cols, n_frames, photometric, bits_allocated = _check_image_header(
+        ds, data, overrun, max_pixels
+    )
     if n_frames > 1 and frame is None:
         raise MultiFrameError(
             f"DICOM has {n_frames} frames; pass frame=<index> (0..{n_frames - 1}) to pick one",
@@ -242,37 +371,64 @@ def _load(
     ts = ds.file_meta.TransferSyntaxUID
     _check_codec(ts)
     arr = _decode_pixels(ds, ts, index=frame if n_frames > 1 else None)
-    photometric = str(ds.PhotometricInterpretation).strip().upper()
-    bits_stored = int(ds.get("BitsStored", ds.BitsAllocated))
+    bits_stored = int(ds.get("BitsStored", bits_allocated))
     white = float(2**bits_stored - 1)
     if photometric in _GRAYSCALE:
-        values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+        values = _modality_values(arr, ds)
     else:
         rgb = arr
         if photometric == "PALETTE COLOR":
             rgb = apply_color_lut(arr, ds)
             # Palette entries have their own depth (8 or 16 bit), unrelated to BitsStored.
             white = float(np.iinfo(rgb.dtype).max)
-        values = np.asarray(rgb, dtype=np.float64) @ np.asarray(LUMA_WEIGHTS)
+        values = _luminance(rgb)
     if values.shape != (rows, cols):
         raise CorruptImageError(f"decoded shape {values.shape} differs from header {rows}x{cols}")
-    pid = str(ds.get("PatientID", "") or "").strip()
-    meta = ImageMeta(
-        source_format="dicom",
-        rows=rows,
-        cols=cols,
-        bits_stored=bits_stored,
-        photometric=photometric,
-        modality=str(ds.Modality) if ds.get("Modality") else None,
-        transfer_syntax=ts.name,
-        patient_key=patient_key(pid, salt) if salt is not None and pid else None,
-        n_frames=n_frames,
-        frame=frame,
+    key = None
+    if salt is not None:  # PatientID is read only to be hashed
+        pid = str(ds.get("PatientID", "") or "").strip()
+        key = patient_key(pid, salt) if pid else None
+    modality = ds.get("Modality")
+    return _Frame(
+        values,
+        rows,
+        cols,
+        bits_stored,
+        photometric,
+        str(modality) if modality else None,
+        ts.name,
+        key,
+        n_frames,
+        frame,
+        _header_display(ds, white),
     )
-    return values, meta, replace(_header_display(ds), white=white)
 
 
-def _parse(data: bytes) -> Dataset:
+def _modality_values(arr: NDArray[np.generic], ds: Dataset) -> NDArray[np.float32]:
+    """Stored values through the Modality LUT or rescale (PS3.3 C.11.1), as float32.
+
+    Rescaling is done here, in place on one float32 copy, rather than by apply_modality_lut,
+    which makes two float64 copies: those dominated decoding time on large images, and
+    modality units (HU and the like) need far less than float32's 24-bit precision.
+    """
+    if _MODALITY_LUT_SEQUENCE in ds and ds.ModalityLUTSequence:
+        return apply_modality_lut(arr, ds).astype(np.float32)
+    values = arr.astype(np.float32)
+    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        values *= float(ds.RescaleSlope)
+        values += float(ds.RescaleIntercept)
+    return values
+
+
+def _luminance(rgb: NDArray[np.generic]) -> NDArray[np.float32]:
+    # One float32 BLAS matrix-vector product over (pixels, 3): a 3-D array @ vector runs numpy's
+    # generic loop instead, several times slower on a 256x256 image.
+    flat = np.ascontiguousarray(rgb, dtype=np.float32).reshape(-1, 3)
+    return (flat @ _LUMA_WEIGHTS_F32).reshape(rgb.shape[:-1])
+
+
+def _parse(data: bytes) -> tuple[Dataset, bool]:
+    """The dataset holding only `_READ_TAGS`, and whether parsing ran past the end of `data`."""
     if not data:
         raise TruncatedFileError("file is empty (0 bytes)")
     layout = dicom_layout(data[:132])
@@ -282,11 +438,23 @@ def _parse(data: bytes) -> Dataset:
         raise NotDicomError("not a DICOM file (no 'DICM' marker and no recognisable dataset)")
     if layout == "dicm-no-preamble":
         data = bytes(128) + data
+    buffer = io.BytesIO(data)
+    meta = None if layout == "raw" else _file_meta(data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            # force only for a bare dataset that already passed the sniffing above
-            ds = pydicom.dcmread(io.BytesIO(data), force=layout == "raw")
+            if meta is None:
+                # force only for a bare dataset that already passed the sniffing above
+                ds = pydicom.dcmread(buffer, force=layout == "raw", specific_tags=_READ_TAGS)
+            else:
+                # What dcmread does after its own meta reader, for a standard transfer syntax.
+                file_meta, start = meta
+                ts = file_meta.TransferSyntaxUID
+                buffer.seek(start)
+                ds = read_dataset(
+                    buffer, ts.is_implicit_VR, ts.is_little_endian, specific_tags=_READ_TAGS
+                )
+                ds.file_meta = file_meta
         except EOFError as exc:
             raise TruncatedFileError(f"DICOM file ends unexpectedly: {exc}") from exc
         except InvalidDicomError as exc:
@@ -307,7 +475,49 @@ def _parse(data: bytes) -> Dataset:
             if little is not False
             else pydicom.uid.ExplicitVRBigEndian
         )
-    return ds
+    # A value outside _READ_TAGS is passed over with a seek, which moves past the end without
+    # complaint: a position beyond the data is all a file cut inside such a value leaves.
+    return ds, buffer.tell() > len(data)
+
+
+def _file_meta(data: bytes) -> tuple[FileMetaDataset, int] | None:
+    """The transfer syntax and SOP class from a Part 10 file meta group, and where the dataset
+    after it starts; None for anything but a well-formed group naming a standard, not deflated
+    transfer syntax, which is left to dcmread and its recovery from malformed headers.
+
+    The group is always explicit VR little endian (PS3.10 7.1), so a few struct reads do what
+    pydicom's general reader spent a quarter of all header parsing on: building, validating
+    and converting every meta element, and a FileDataset around the result. They also see a
+    file cut inside the group, which dcmread reads as a short but complete header.
+    """
+    pos, end = 132, len(data)
+    if end < pos + 8:  # not even one element after "DICM"
+        raise TruncatedFileError("DICOM file ends right after its 'DICM' marker")
+    uids: dict[int, str] = {}
+    while data[pos : pos + 2] == b"\x02\x00":
+        vr = data[pos + 4 : pos + 6]
+        if pos + 8 <= end and vr not in _EXPLICIT_VRS:
+            return None  # implicit VR meta, or no meta group at all
+        long_length = vr in _EXPLICIT_VRS_32BIT_LENGTH
+        start = pos + (12 if long_length else 8)
+        if start > end:
+            raise TruncatedFileError(_CUT_INSIDE_ELEMENT)
+        element, length = struct.unpack_from("<H2xH", data, pos + 2)
+        if long_length:
+            length = struct.unpack_from("<I", data, pos + 8)[0]
+        pos = start + length
+        if pos > end:
+            raise TruncatedFileError(_CUT_INSIDE_ELEMENT)
+        if element in (0x0002, 0x0010):  # MediaStorageSOPClassUID, TransferSyntaxUID
+            uids[element] = data[start:pos].rstrip(b"\x00 ").decode("ascii", "replace")
+    ts = pydicom.uid.UID(uids.get(0x0010, ""))
+    if not ts.is_transfer_syntax or ts.is_private or ts.is_deflated:
+        return None
+    file_meta = FileMetaDataset()
+    file_meta.TransferSyntaxUID = ts
+    if 0x0002 in uids:
+        file_meta.MediaStorageSOPClassUID = uids[0x0002]
+    return file_meta, pos
 
 
 def _short_elements(ds: Dataset) -> list[tuple[int, int, int]]:
@@ -316,30 +526,37 @@ def _short_elements(ds: Dataset) -> list[tuple[int, int, int]]:
     # keys(), not iteration: iterating a Dataset converts every raw element and drops lengths
     for tag in ds.keys():  # noqa: SIM118
         elem = ds.get_item(tag)
-        if (
-            isinstance(elem, RawDataElement)
-            and tag != _TRAILING_PADDING_TAG
-            and elem.length != _UNDEFINED_LENGTH
-            and elem.value is not None
-            and len(elem.value) < elem.length
-        ):
+        if _is_short(elem) and tag != _TRAILING_PADDING_TAG:
             short.append((int(tag), elem.length, len(elem.value)))
     return short
 
 
-def _check_image_header(ds: Dataset, data: bytes, max_pixels: int) -> tuple[int, int, int]:
-    short = _short_elements(ds)
-    if "PixelData" not in ds:
-        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-            raise UnsupportedPixelFormatError("float pixel data is not supported")
-        if short or any(t in data for t in _PIXEL_DATA_TAG_BYTES):
-            raise TruncatedFileError("DICOM file is truncated (it ends inside a data element)")
-        raise NoPixelDataError("DICOM has no pixel data (no (7FE0,0010) element)")
-    required = ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation")
-    missing = [k for k in required if ds.get(k) in (None, "")]
+def _is_short(elem: object) -> bool:
+    return (
+        isinstance(elem, RawDataElement)
+        and elem.length != _UNDEFINED_LENGTH
+        and elem.value is not None
+        and len(elem.value) < elem.length
+    )
+
+
+class _ImageHeader(NamedTuple):
+    rows: int
+    cols: int
+    n_frames: int
+    photometric: str
+    bits_allocated: int
+
+
+def _check_image_header(ds: Dataset, data: bytes, overrun: bool, max_pixels: int) -> _ImageHeader:
+    pixel_data = ds.get_item(_PIXEL_DATA_TAG)
+    if pixel_data is None:
+        _raise_no_pixel_data(ds, data, overrun)
+    header = {k: ds.get(k) for k in _IMAGE_KEYWORDS}
+    missing = [k for k, v in header.items() if v in (None, "")]
     if missing:
         raise CorruptImageError(f"DICOM image lacks required element(s): {', '.join(missing)}")
-    rows, cols = int(ds.Rows), int(ds.Columns)
+    rows, cols = int(header["Rows"]), int(header["Columns"])
     if rows < 1 or cols < 1:
         raise CorruptImageError(f"DICOM image has an empty size ({cols}x{rows})")
     if rows * cols > max_pixels:
@@ -348,22 +565,52 @@ def _check_image_header(ds: Dataset, data: bytes, max_pixels: int) -> tuple[int,
             rows * cols,
             max_pixels,
         )
-    if any(tag == _PIXEL_DATA_TAG for tag, _, _ in short):
-        _, want, have = next(s for s in short if s[0] == _PIXEL_DATA_TAG)
+    # Only pixel data cut short matters here: once it was read whole, an element after it that
+    # the file cuts off (trailing padding, say) does not change the image.
+    if _is_short(pixel_data):
+        have, want = len(pixel_data.value), pixel_data.length
         raise TruncatedFileError(f"DICOM pixel data is truncated ({have} of {want} bytes)")
-    bits = int(ds.BitsAllocated)
+    bits = int(header["BitsAllocated"])
     if bits not in (8, 16):
         raise UnsupportedPixelFormatError(
             f"only 8 to 16 bit images are supported, got BitsAllocated={bits}"
         )
-    photometric = str(ds.PhotometricInterpretation).strip().upper()
-    if photometric not in _GRAYSCALE | _COLOUR | {"PALETTE COLOR"}:
+    photometric = str(header["PhotometricInterpretation"]).strip().upper()
+    if photometric not in _PHOTOMETRIC:
         raise UnsupportedPixelFormatError(f"unsupported PhotometricInterpretation {photometric!r}")
     try:
-        n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+        n_frames = int(ds.NumberOfFrames or 1) if _NUMBER_OF_FRAMES in ds else 1
     except (TypeError, ValueError) as exc:
         raise CorruptImageError(f"invalid NumberOfFrames {ds.NumberOfFrames!r}") from exc
-    return rows, cols, max(n_frames, 1)
+    return _ImageHeader(rows, cols, max(n_frames, 1), photometric, bits)
+
+
+def _raise_no_pixel_data(ds: Dataset, data: bytes, overrun: bool) -> NoReturn:
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+        raise UnsupportedPixelFormatError("float pixel data is not supported")
+    if overrun or _short_elements(ds) or any(t in data for t in _PIXEL_DATA_TAG_BYTES):
+        raise TruncatedFileError(_CUT_INSIDE_ELEMENT)
+    # A file cut exactly between two elements parses cleanly; only what the header promises
+    # can show the cut. Every "... Image Storage" SOP class requires the Image Pixel module, and
+    # elements are stored in ascending tag order, so an image whose group 0028 is missing ends
+    # before it. A cut between group 0028 and the pixel data leaves a header that cannot be told
+    # from one whose pixel data was stripped on purpose: that stays "no pixel data", with a hint.
+    missing = [k for k in _IMAGE_KEYWORDS if ds.get(k) in (None, "")]
+    sop_class = pydicom.uid.UID(
+        str(ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID") or "")
+    )
+    if missing and "Image Storage" in sop_class.name:
+        raise TruncatedFileError(
+            f"DICOM file is truncated: a '{sop_class.name}' object describes and holds an "
+            f"image, but this one ends before its {', '.join(missing)} and pixel data"
+        )
+    hint = (
+        ""
+        if missing
+        else f", although its header describes a {ds.Columns}x{ds.Rows} image: the file may "
+        "be cut off just before it"
+    )
+    raise NoPixelDataError(f"DICOM has no pixel data (no (7FE0,0010) element){hint}")
 
 
 def _check_codec(ts: pydicom.uid.UID) -> None:
@@ -387,6 +634,12 @@ def _check_codec(ts: pydicom.uid.UID) -> None:
 
 
 def _decode_pixels(ds: Dataset, ts: pydicom.uid.UID, index: int | None) -> NDArray[np.generic]:
+    plugin = _FAST_PLUGINS.get(ts)
+    if plugin and plugin in get_decoder(ts).available_plugins:
+        try:
+            return _pixel_array(ds, index=index, decoding_plugin=plugin)
+        except Exception:  # noqa: S110 - pydicom's own plugin order below gives the error
+            pass
     try:
         return _pixel_array(ds, index=index)
     except ValueError as exc:
@@ -397,8 +650,10 @@ def _decode_pixels(ds: Dataset, ts: pydicom.uid.UID, index: int | None) -> NDArr
         raise CorruptImageError(f"could not decode '{ts.name}' pixel data: {exc}") from exc
 
 
-def _header_display(ds: Dataset) -> _Display:
-    seq = ds.get("VOILUTSequence")
+def _header_display(ds: Dataset, white: float) -> _Display:
+    # Tag tests first: most images have neither a VOI LUT nor a window, and a keyword lookup
+    # of an absent element costs pydicom an exception.
+    seq = ds.VOILUTSequence if _VOI_LUT_SEQUENCE in ds else None
     if seq:
         lut_ds = Dataset()
         lut_ds.file_meta = FileMetaDataset()  # apply_voi needs the byte order of OW tables
@@ -409,18 +664,21 @@ def _header_display(ds: Dataset) -> _Display:
             # The table's own output span, not its nominal depth: many writers declare 16 bits
             # and fill 12, which would otherwise display as a dark image.
             table = apply_voi(np.arange(first, first + n_entries, dtype=np.int64), lut_ds)
-            return _Display(lut_ds=lut_ds, lut_range=(float(table.min()), float(table.max())))
+            lut_range = (float(table.min()), float(table.max()))
+            return _Display(lut_ds=lut_ds, lut_range=lut_range, white=white)
         except Exception:  # noqa: S110 - a broken table falls back to the window, as viewers do
             pass
+    if _WINDOW_CENTER not in ds or _WINDOW_WIDTH not in ds:
+        return _Display(white=white)
     try:
         # Multi-valued windows are alternatives; the first is the default view.
-        c, w = _first_number(ds.get("WindowCenter")), _first_number(ds.get("WindowWidth"))
+        c, w = _first_number(ds.WindowCenter), _first_number(ds.WindowWidth)
     except (TypeError, ValueError, IndexError):
-        return _Display()
+        return _Display(white=white)
     function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
     if w <= 0 or (function == "LINEAR" and w < 1):
-        return _Display()
-    return _Display(window=(c, w), function=function)
+        return _Display(white=white)
+    return _Display(window=(c, w), function=function, white=white)
 
 
 def _first_number(value: object) -> float:

@@ -11,7 +11,9 @@ What is persisted, and what is not:
 * image keys are a salted hash of the file's path inside the dataset (paths often contain the
   patient id: CheXpert's `patientNNNNN` folders, file stems in a folder-per-class dataset);
   MedMNIST keeps its official "train/123" keys, which hold no identifier;
-* `source_sha256` is the sha256 of the source file's bytes (MedMNIST: of the array row bytes).
+* `source_sha256` is the sha256 of the source file's bytes (MedMNIST: of the array row bytes);
+* report lines (`PrepareResult.errors`), which are stored and shown, have every raw patient id
+  replaced by a prefix of its key (`mask_patient_ids`).
 
 A file that cannot be decoded becomes one line in `PrepareResult.errors` and the import goes
 on; errors from listing the dataset (`FormatReport.errors`) come first in that list.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +144,31 @@ def prepare_dataset(
         raise ValueError(_nothing_imported(source, errors, f"all {total} image(s) failed"))
     splits = official if key_fmt == "medmnist" else patient_split(split_rows, fractions, seed)
     info = writer.finish(splits)
+    errors = mask_patient_ids(errors, records, salt)
     return PrepareResult(info=info, errors=errors, n_read=total, n_failed=n_failed)
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9_.^-]+")
+
+
+def mask_patient_ids(lines: list[str], records: list[Record], salt: str) -> list[str]:
+    """Replace raw patient ids in report lines by `patient-<key prefix>`.
+
+    Report lines name files by their path inside the dataset, and paths often hold the patient
+    id (CheXpert's `patientNNNNN` folders); the report is stored and shown, so the id is
+    replaced by the first characters of its keyed hash (the key the store keeps). An id equal
+    to its file's stem is left alone: that is the folder format's default, a file name rather
+    than an identifier, and masking it would hide which file failed.
+    """
+    masked: dict[str, str] = {}
+    for record in records:
+        pid = record.patient_id
+        if not pid or (record.path is not None and pid == record.path.stem) or pid in masked:
+            continue
+        masked[pid] = f"patient-{patient_key(pid, salt)[:10]}"
+    if not masked:
+        return lines
+    return [_TOKEN.sub(lambda m: masked.get(m.group(0), m.group(0)), line) for line in lines]
 
 
 def _window(window: tuple[float, float] | str | None) -> tuple[float, float] | None:
@@ -159,7 +186,7 @@ def _window(window: tuple[float, float] | str | None) -> tuple[float, float] | N
 
 
 def _label(record: Record, root: Path) -> str:
-    """How a file is named in messages: its path inside the dataset (errors are not stored)."""
+    """How a file is named in messages: its path inside the dataset (ids masked afterwards)."""
     if record.path is None:
         return record.study_key
     try:
@@ -177,7 +204,7 @@ def _decode_file(
     rel = _label(record, root)
     image = load_image(data, window=window)
     # Salted so that a key gives away neither the file name nor the patient id inside it.
-    key = hmac.new(salt.encode(), b"image-key\0" + rel.encode(), hashlib.sha256).hexdigest()
+    key = hmac.digest(salt.encode(), b"image-key\0" + rel.encode(), "sha256").hex()
     return image.pixels, hashlib.sha256(data).hexdigest(), key[:24]
 
 

@@ -45,24 +45,25 @@ def to_square(
     if rule == "crop":
         side = min(height, width)
         top, left = (height - side) // 2, (width - side) // 2
-        out = _resize(arr[top : top + side, left : left + side], size, size)
-    else:
-        # Resize first, then pad: padding first would let Lanczos blur black into the border.
-        scale = size / max(height, width)
-        new_h = min(size, max(1, round(height * scale)))
-        new_w = min(size, max(1, round(width * scale)))
-        out = np.zeros((size, size), dtype=np.float32)
-        top, left = (size - new_h) // 2, (size - new_w) // 2
-        out[top : top + new_h, left : left + new_w] = _resize(arr, new_w, new_h)
+        return np.clip(_resize(arr[top : top + side, left : left + side], size, size), 0.0, 1.0)
+    # Resize first, then pad: padding first would let Lanczos blur black into the border.
+    scale = size / max(height, width)
+    new_h = min(size, max(1, round(height * scale)))
+    new_w = min(size, max(1, round(width * scale)))
+    out = np.zeros((size, size), dtype=np.float32)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    out[top : top + new_h, left : left + new_w] = _resize(arr, new_w, new_h)
     return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _resize(arr: NDArray[np.float32], width: int, height: int) -> NDArray[np.float32]:
+    """`arr` at (height, width): `arr` itself when it already is, else a read-only array.
+    Callers copy it into a new array (clip, pad), so copying here too would be wasted."""
     if arr.shape == (height, width):
-        return np.array(arr, dtype=np.float32)
+        return arr
     # A 2-D float32 array becomes an "F" image by itself; passing mode= is deprecated in Pillow 11.
     image = Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32))
     if image.mode != "F":
         raise RuntimeError(f"expected a 32-bit float Pillow image, got mode {image.mode}")
     resized = image.resize((width, height), resample=Image.Resampling.LANCZOS)
-    return np.asarray(resized, dtype=np.float32).copy()
+    return np.asarray(resized, dtype=np.float32)

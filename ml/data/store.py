@@ -182,8 +182,11 @@ class DatasetWriter:
         if self._label_names is not None and set(normalised) - set(self._label_names):
             raise ValueError(f"{key}: labels {sorted(normalised)} outside {self._label_names}")
         for res, array in self._arrays.items():
+            # to_square returns a new array: scale and round it in place, and let the row
+            # assignment cast it (the same float -> integer cast astype would do).
             square = to_square(pixels, res, self.rule)
-            array[row] = np.rint(square * self._max_code).astype(array.dtype)
+            square *= self._max_code
+            array[row] = np.rint(square, out=square)
         self._keys.add(key)
         self._entries.append(
             {

@@ -218,25 +218,87 @@ def test_truncated_bytes_are_reported_as_truncation(name: str, fraction: float) 
         decode_dicom(data[: int(len(data) * fraction)])
     with pytest.raises(TruncatedFileError):
         decode_dicom(b"")
+    with pytest.raises(TruncatedFileError, match="right after its 'DICM' marker"):
+        decode_dicom(data[:133])
 
 
-def test_dataset_without_pixel_data() -> None:
+def _header_only(sop_class: str, modality: str) -> bytes:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.7")
+    ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
     ds.PatientID = "P-1"
-    ds.Modality = "OT"
+    ds.Modality = modality
+    return to_bytes(ds)
+
+
+def test_dataset_without_pixel_data() -> None:
     with pytest.raises(NoPixelDataError) as info:
-        decode_dicom(to_bytes(ds))
+        decode_dicom(_header_only("1.2.840.10008.5.1.4.1.1.88.11", "SR"))  # Basic Text SR
     assert str(info.value) == "DICOM has no pixel data (no (7FE0,0010) element)"
     assert info.value.reason == str(info.value)
     # A real non-image object (structured report) gets the same answer.
     with pytest.raises(NoPixelDataError):
         decode_dicom(dcm("test-SR.dcm"))
+
+
+# Where elements of CT_small.dcm start (explicit VR little endian: tag, then VR).
+CT_ROWS = b"\x28\x00\x10\x00US"  # (0028,0010) Rows
+CT_PHOTOMETRIC = b"\x28\x00\x04\x00CS"  # (0028,0004), kept by the decoder
+CT_STUDY_UID = b"\x20\x00\x0d\x00UI"  # (0020,000D), skipped by the decoder
+CT_PIXEL_DATA = b"\xe0\x7f\x10\x00OW"
+CT_TRANSFER_SYNTAX = b"\x02\x00\x10\x00UI"  # (0002,0010), in the file meta group
+
+
+@pytest.mark.parametrize(
+    ("element", "offset"),
+    [
+        (CT_STUDY_UID, 0),  # between two elements, before the image module
+        (CT_ROWS, 0),  # between two elements inside the image module
+        (CT_ROWS, 3),  # inside an element's tag: pydicom stops there without a word
+    ],
+)
+def test_image_cut_before_its_image_module_is_truncated(element: bytes, offset: int) -> None:
+    data = dcm("CT_small.dcm").read_bytes()
+    # The cut parses as a complete, shorter dataset; the SOP class gives it away.
+    with pytest.raises(TruncatedFileError, match=r"'CT Image Storage' .* ends before its Rows"):
+        decode_dicom(data[: data.index(element) + offset])
+
+
+def test_header_only_image_object_is_truncated() -> None:
+    with pytest.raises(TruncatedFileError, match="Secondary Capture Image Storage"):
+        decode_dicom(_header_only("1.2.840.10008.5.1.4.1.1.7", "OT"))
+
+
+@pytest.mark.parametrize(
+    ("element", "offset"),
+    [
+        (CT_STUDY_UID, 8 + 10),  # inside a value the decoder skips with a seek
+        (CT_PHOTOMETRIC, 8 + 5),  # inside a value the decoder reads
+        (CT_PIXEL_DATA, 5),  # inside the pixel data element's header
+        (CT_TRANSFER_SYNTAX, 8 + 4),  # inside the file meta group
+        (CT_TRANSFER_SYNTAX, 3),
+    ],
+)
+def test_cut_inside_an_element_is_truncated(element: bytes, offset: int) -> None:
+    data = dcm("CT_small.dcm").read_bytes()
+    with pytest.raises(TruncatedFileError, match="ends inside a data element"):
+        decode_dicom(data[: data.index(element) + offset])
+
+
+def test_cut_just_before_pixel_data_reads_as_stripped() -> None:
+    # Every element but the pixel data: the same bytes as a header whose pixel data was
+    # deleted on purpose, so the answer is "no pixel data", naming the possible cut.
+    data = dcm("CT_small.dcm").read_bytes()
+    with pytest.raises(NoPixelDataError, match=r"describes a 128x128 image: .* cut off"):
+        decode_dicom(data[: data.index(CT_PIXEL_DATA)])
+    ds = pydicom.dcmread(dcm("CT_small.dcm"))
+    del ds.PixelData
+    with pytest.raises(NoPixelDataError, match="no pixel data"):
+        decode_dicom(to_bytes(ds))
 
 
 def test_not_dicom() -> None:
@@ -253,6 +315,21 @@ def test_missing_codec_plugin_names_the_package(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(UnsupportedCodecError, match="pip install pyjpegls") as info:
         decode_dicom(dcm("MR_small_jpeg_ls_lossless.dcm"))
     assert info.value.install == ("pyjpegls",)
+
+
+def test_jpeg_ls_falls_back_to_pydicom_plugin_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoder = pydicom.pixels.get_decoder(JPEGLSLossless)
+    if not {"pyjpegls", "pylibjpeg"} <= set(decoder.available_plugins):
+        pytest.skip("needs both JPEG-LS plugins")
+    reference = decode_dicom(dcm("MR_small_jpeg_ls_lossless.dcm")).pixels
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("plugin failure")
+
+    # The decoder prefers pyjpegls; when it fails, pydicom's own order (pylibjpeg) decodes.
+    monkeypatch.setitem(decoder._available, "pyjpegls", broken)
+    fallback = decode_dicom(dcm("MR_small_jpeg_ls_lossless.dcm")).pixels
+    np.testing.assert_array_equal(fallback, reference)
 
 
 def test_transfer_syntax_without_any_decoder() -> None:
@@ -324,6 +401,23 @@ def test_header_voi_lut_table_is_applied() -> None:
     np.testing.assert_allclose(img.pixels, (4095 - raw) / 4095, atol=1e-6)
     # An explicit window still wins over the header.
     assert decode_dicom(to_bytes(ds), window=(600, 1600)).meta.voi == "window"
+
+
+def test_modality_lut_sequence_is_applied() -> None:
+    ds = pydicom.dcmread(dcm("CT_small.dcm"))
+    del ds.RescaleSlope
+    del ds.RescaleIntercept
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.ModalityLUTType = "HU"
+    item.LUTData = (np.arange(4096) * 3 // 2).astype("<u2").tobytes()  # OW table
+    ds.ModalityLUTSequence = [item]
+    data = to_bytes(ds)
+    reread = pydicom.dcmread(io.BytesIO(data))
+    expected = pydicom.pixels.apply_modality_lut(reread.pixel_array, reread)
+    values, _ = decode_dicom_values(data)
+    np.testing.assert_array_equal(values, expected.astype(np.float32))
+    assert not np.array_equal(values, reread.pixel_array)
 
 
 def test_palette_colour_uses_the_palette_depth() -> None:

@@ -85,10 +85,10 @@ def test_folder_import_counts_errors_and_splits(folder: Path, tmp_path: Path) ->
             load_image(folder / name)
         assert message == f"{name}: {caught.value.reason}"
     assert "no pixel data" in by_file["normal/nopixels.dcm"]
-    # 2000 bytes of CT_small.dcm end exactly between two header elements, before the pixel
-    # data, so the decoder can only say the pixel data is missing (it names the tag).
-    assert "DICOM" in by_file["normal/truncated.dcm"]
-    assert "(7FE0,0010)" in by_file["normal/truncated.dcm"]
+    # 2000 bytes of CT_small.dcm end exactly between two header elements, before the image
+    # module: a CT image that stops there was cut off.
+    assert "DICOM file is truncated" in by_file["normal/truncated.dcm"]
+    assert "CT Image Storage" in by_file["normal/truncated.dcm"]
     assert "PNG file is truncated" in by_file["pneumonia/fake.png"]
     # Progress: one call per image, ending at total.
     assert len(calls) == 19
@@ -217,3 +217,22 @@ def test_medmnist_keeps_official_splits(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ds.images(28)[7], arrays["val_images"][1])
     assert entry.source_sha256 == hashlib.sha256(arrays["val_images"][1].tobytes()).hexdigest()
     assert "medmnist-" not in (tmp_path / "out" / "manifest.json").read_text()
+
+
+def test_report_lines_mask_patient_ids_but_not_file_stems() -> None:
+    from ml.data.formats import Record
+    from ml.data.prepare import mask_patient_ids
+
+    records = [
+        Record(Path("train/patient00002/study1/view1.jpg"), None, "patient00002", {}, "s1"),
+        Record(Path("normal/IM-0001.jpeg"), None, "IM-0001", {}, "s2"),  # stem: a file name
+    ]
+    lines = [
+        "train/patient00002/study1/view1.jpg: JPEG file is truncated",
+        "normal/IM-0001.jpeg: not a PNG, JPEG or DICOM image; skipped",
+    ]
+    masked = mask_patient_ids(lines, records, "salt")
+    assert "patient00002" not in masked[0] and masked[0].startswith("train/patient-")
+    assert masked[0].endswith("/study1/view1.jpg: JPEG file is truncated")
+    assert masked[1] == lines[1]
+    assert mask_patient_ids(lines, records, "salt") == masked  # stable for one salt

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from ml.data.collections import available_collections
 from ml.data.images import load_image
-from ml.data.resize import to_square
+from ml.data.resize import RULES, to_square
 from ml.data.splits import patient_split
 from ml.data.store import DatasetWriter, image_path, open_dataset
 
@@ -173,3 +173,15 @@ def test_resize_clips_and_validates() -> None:
         to_square(np.ones((4, 4, 3), dtype=np.float32), 8)
     with pytest.raises(ValueError):
         to_square(np.ones((4, 4), dtype=np.float32), 8, "stretch")  # type: ignore[arg-type]
+
+
+def test_resize_never_hands_back_the_input(tmp_path: Path) -> None:
+    img = np.random.default_rng(1).random((16, 16)).astype(np.float32)
+    before = img.copy()
+    for rule in RULES:  # 16 -> 16 needs no resampling, the case most likely to alias
+        out = to_square(img, 16, rule)
+        assert not np.shares_memory(out, img)
+        out[...] = 0.0  # DatasetWriter.add scales to_square's result in place
+    writer = DatasetWriter(tmp_path / "ds", (8, 16), 1)
+    writer.add("key", "patient", {}, "0" * 64, img)
+    np.testing.assert_array_equal(img, before)

@@ -1,0 +1,154 @@
+"""GAN training and sampling options from a form or the CLI -> checked job parameters.
+
+Presets fill in the settings of the seed studies; any field given explicitly overrides them.
+The checked parameters are exactly `ml.training.gan.GanConfig`'s fields (plus the dataset id),
+so the job record is a complete recipe for rerunning the training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import Any
+
+from app.jobs.specs import SpecError
+from ml.networks.gan import ARCHS
+from ml.training.gan import AUGMENTS, GanConfig
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # A minute on a laptop CPU: enough to watch curves and grids move on the demo data.
+    "tiny-cpu": {
+        "arch": "dcgan",
+        "resolution": 32,
+        "batch_size": 16,
+        "kimg": 1.0,
+        "tick_kimg": 0.1,
+        "snapshot_ticks": 2,
+        "ema_kimg": 0.5,
+        "arch_options": {"base_channels": 32},
+    },
+    # Seed 000: progressive growing to 32x32, conditional on label combinations, stopped
+    # early when FID stops improving.
+    "seed000-progan-32": {
+        "arch": "progan",
+        "resolution": 32,
+        "batch_size": 64,
+        "kimg": 3000.0,
+        "tick_kimg": 10.0,
+        "snapshot_ticks": 5,
+        "ema_kimg": 10.0,
+        "fid_features": "inception",
+        "fid_images": 5000,
+        "fid_patience": 5,
+    },
+    # Seed 001: conditional StyleGAN2-ADA (ADA target 0.6, EMA 10 kimg, x-flips).
+    "seed001-stylegan2-ada": {
+        "arch": "stylegan2",
+        "resolution": 256,
+        "batch_size": 32,
+        "kimg": 5000.0,
+        "tick_kimg": 4.0,
+        "snapshot_ticks": 50,
+        "ema_kimg": 10.0,
+        "augment": "ada",
+        "ada_target": 0.6,
+        "ada_kimg": 500.0,
+        "mirror": True,
+        "fid_features": "inception",
+        "fid_images": 10000,
+    },
+}
+
+_FLOATS = {
+    "kimg",
+    "tick_kimg",
+    "ema_kimg",
+    "ada_target",
+    "ada_kimg",
+    "dp_noise_multiplier",
+    "dp_max_grad_norm",
+    "dp_delta",
+}
+_INTS = {"resolution", "batch_size", "snapshot_ticks", "seed", "fid_images", "fid_patience"}
+_LIMITS: dict[str, tuple[float, float]] = {
+    "resolution": (8, 1024),
+    "batch_size": (1, 4096),
+    "kimg": (0.001, 100_000),
+    "tick_kimg": (0.001, 1000),
+    "snapshot_ticks": (1, 10_000),
+    "seed": (0, 2**31 - 1),
+    "fid_images": (2, 100_000),
+    "fid_patience": (0, 1000),
+    "ema_kimg": (0.001, 1000),
+    "ada_target": (0.0, 1.0),
+    "ada_kimg": (0.001, 100_000),
+    "dp_noise_multiplier": (0.01, 100.0),
+    "dp_max_grad_norm": (1e-4, 1000.0),
+    "dp_delta": (1e-12, 0.01),
+}
+FIELDS = {f.name for f in fields(GanConfig)}
+
+
+def gan_config(
+    values: dict[str, Any], *, preset: str | None, resolutions: tuple[int, ...]
+) -> GanConfig:
+    """Preset, overridden by every non-empty value; `resolutions` are those the dataset has."""
+    # The worker picks the device it has; a notebook calling GanConfig directly gets the CPU.
+    merged: dict[str, Any] = {"device": "auto"}
+    if preset:
+        if preset not in PRESETS:
+            raise SpecError("preset", f"Unknown preset {preset!r}; choose {', '.join(PRESETS)}.")
+        merged.update(PRESETS[preset])
+    for key, raw in values.items():
+        if key not in FIELDS:
+            raise SpecError(key, f"Unknown option {key!r}.")
+        if raw is None or raw == "":
+            continue
+        merged[key] = _convert(key, raw)
+    config = GanConfig(**merged)
+    if config.arch not in ARCHS:
+        raise SpecError("arch", f"Unknown architecture {config.arch!r}; choose {', '.join(ARCHS)}.")
+    if config.augment not in AUGMENTS:
+        raise SpecError("augment", f"Unknown augmentation; choose {', '.join(AUGMENTS)}.")
+    if config.resolution not in resolutions:
+        stored = ", ".join(str(r) for r in resolutions) or "none"
+        raise SpecError(
+            "resolution", f"The dataset is stored at {stored} px, not {config.resolution}."
+        )
+    if config.resolution & (config.resolution - 1):
+        raise SpecError("resolution", "GAN resolutions must be powers of two (16, 32, 64...).")
+    if config.fid_patience and not config.fid_features:
+        raise SpecError("fid_patience", "Early stopping needs FID: choose a feature extractor.")
+    if config.dp_noise_multiplier and config.arch not in ("dcgan", "acgan"):
+        raise SpecError(
+            "dp_noise_multiplier",
+            "Differential privacy works with dcgan and acgan (the others need second-order "
+            "gradients or spectral norm, which Opacus cannot clip per sample).",
+        )
+    if config.fid_features not in (None, "inception"):
+        raise SpecError("fid_features", "FID features: inception, or none.")
+    return config
+
+
+def _convert(key: str, raw: Any) -> Any:
+    if key in _FLOATS or key in _INTS:
+        try:
+            value: float = float(raw) if key in _FLOATS else int(str(raw).strip())
+        except ValueError:
+            raise SpecError(key, f"{raw!r} is not a number.") from None
+        lo, hi = _LIMITS[key]
+        if not lo <= value <= hi:
+            raise SpecError(key, f"Choose a value between {lo:g} and {hi:g}.")
+        return value
+    if key == "mirror":
+        return str(raw).lower() in {"1", "true", "on", "yes"}
+    if key == "fid_features":
+        return None if str(raw) == "none" else str(raw)
+    if key == "arch_options":
+        if not isinstance(raw, dict):
+            raise SpecError(key, "arch_options must be a mapping.")
+        return raw
+    return str(raw).strip()
+
+
+def config_params(config: GanConfig) -> dict[str, Any]:
+    return asdict(config)

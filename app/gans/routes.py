@@ -1,0 +1,152 @@
+"""GAN training form, the snapshot slider fragment, and sampling a checkpoint (researchers)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from starlette.datastructures import FormData
+
+from app.auth.service import Principal
+from app.datasets import service as datasets
+from app.deps import DbDep, Researcher
+from app.gans import service
+from app.gans.options import FIELDS, PRESETS, gan_config
+from app.jobs import service as jobs
+from app.jobs.specs import QUEUES, SpecError
+from app.models import Dataset, DatasetStatus, Job
+from app.web.templating import redirect, render
+from ml.networks.gan import ARCHS
+from ml.training.gan import AUGMENTS
+
+router = APIRouter(prefix="/gans")
+FORM_FIELDS = (
+    "arch",
+    "resolution",
+    "batch_size",
+    "kimg",
+    "tick_kimg",
+    "snapshot_ticks",
+    "augment",
+    "ema_kimg",
+    "fid_features",
+    "fid_images",
+    "fid_patience",
+    "seed",
+    "dp_noise_multiplier",
+    "dp_max_grad_norm",
+)
+
+
+def _ready_datasets(db: DbDep, principal: Principal) -> list[Dataset]:
+    query = select(Dataset).where(
+        Dataset.status == DatasetStatus.ready, datasets.visible(principal)
+    )
+    return list(db.scalars(query.order_by(Dataset.id.desc())))
+
+
+def _form(
+    db: DbDep, principal: Principal, values: dict[str, Any], errors: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "datasets": _ready_datasets(db, principal),
+        "presets": PRESETS,
+        "archs": list(ARCHS),
+        "augments": AUGMENTS,
+        "queues": QUEUES,
+        "values": values,
+        "errors": errors,
+    }
+
+
+@router.get("/new")
+def new_training(
+    request: Request,
+    db: DbDep,
+    principal: Researcher,
+    dataset: Annotated[int | None, Query()] = None,
+    preset: Annotated[str, Query(max_length=50)] = "tiny-cpu",
+) -> Response:
+    values: dict[str, Any] = {"dataset": dataset, "preset": preset, "queue": "gpu"}
+    values.update(PRESETS.get(preset, {}))
+    return render(request, "gans/new.html", _form(db, principal, values, {}))
+
+
+@router.post("")
+async def launch_training(request: Request, db: DbDep, principal: Researcher) -> Response:
+    form: FormData = await request.form()
+    values = {key: str(form.get(key, "")).strip() for key in (*FORM_FIELDS, "preset", "queue")}
+    values["dataset"] = str(form.get("dataset", ""))
+    try:
+        try:
+            dataset_id = int(values["dataset"])
+            dataset = datasets.get_dataset(db, dataset_id, principal)
+        except (ValueError, datasets.DatasetNotFound):
+            raise SpecError("dataset", "Choose one of your ready datasets.") from None
+        given = {k: values[k] for k in FORM_FIELDS if k in FIELDS}
+        config = gan_config(
+            given,
+            preset=values["preset"] or None,
+            resolutions=tuple(dataset.info.get("resolutions", [])),
+        )
+        job = service.start_training(
+            db, owner_id=principal.user.id, dataset=dataset, config=config, queue=values["queue"]
+        )
+    except SpecError as exc:
+        db.rollback()
+        context = _form(db, principal, values, {exc.field: exc.message})
+        return render(request, "gans/new.html", context, status_code=422)
+    jobs.commit_and_enqueue(db, job)
+    return redirect(request, f"/jobs/{job.id}", flash=f"Training job {job.id} queued.")
+
+
+def _training_job(db: DbDep, job_id: int, principal: Principal) -> Job:
+    job = db.get(Job, job_id)
+    if (
+        job is None
+        or job.type != "train_gan"
+        or (not principal.is_admin and job.owner_id != principal.user.id)
+    ):
+        raise HTTPException(404, f"There is no training job #{job_id} you can see.")
+    return job
+
+
+@router.get("/{job_id}/grid")
+def grid_fragment(
+    request: Request,
+    job_id: int,
+    db: DbDep,
+    principal: Researcher,
+    snapshot: Annotated[int, Query(ge=1)] = 1,
+) -> Response:
+    job = _training_job(db, job_id, principal)
+    snapshots = service.run_logs(job)["snapshots"]
+    chosen = next((s for s in snapshots if s["snapshot"] == snapshot), None)
+    if chosen is None:
+        raise HTTPException(404, f"Job {job_id} has no snapshot {snapshot}.")
+    return render(request, "gans/grid.html", {"job": job, "shot": chosen})
+
+
+@router.post("/{job_id}/sample")
+async def sample(request: Request, job_id: int, db: DbDep, principal: Researcher) -> Response:
+    job = _training_job(db, job_id, principal)
+    form = await request.form()
+    values = {k: str(form.get(k, "")) for k in ("name", "per_class", "truncation_psi", "seed")}
+    try:
+        options = service.parse_sample_options(
+            values["name"],
+            values["per_class"],
+            values["truncation_psi"] or 1.0,
+            values["seed"] or 0,
+            form.get("dicom", ""),
+        )
+        sampling = service.start_sampling(
+            db, owner_id=principal.user.id, train_job=job, options=options, queue=None
+        )
+    except SpecError as exc:
+        db.rollback()
+        return redirect(request, f"/jobs/{job_id}", flash=exc.message, kind="error")
+    jobs.commit_and_enqueue(db, sampling)
+    return redirect(request, f"/jobs/{sampling.id}", flash=f"Sampling job {sampling.id} queued.")

@@ -1,0 +1,92 @@
+"""A prepared dataset as a source of training batches for GANs and classifiers.
+
+Rows are read from the store's memmap on demand (a 200k-image dataset at 256 px does not fit
+in memory on every machine), sampled with a caller-owned `torch.Generator` so a run's data
+order is part of its checkpointed random state. A class is a unique label combination of the
+chosen split, numbered by frequency (most frequent first, ties by name) so class 0 is the
+same in every run on the same data.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ml.data.store import LabelValue, PreparedDataset, open_dataset
+
+__all__ = ["TrainingImages", "class_name"]
+
+
+def class_name(label_names: Sequence[str], combo: tuple[LabelValue | None, ...]) -> str:
+    """'pneumonia', 'Edema + Effusion', 'none positive': the names shown on grids and sets."""
+    positive = [n for n, v in zip(label_names, combo, strict=True) if v == 1]
+    return " + ".join(positive) if positive else "none positive"
+
+
+@dataclass(frozen=True)
+class _Classes:
+    combos: tuple[tuple[LabelValue | None, ...], ...]
+    names: tuple[str, ...]
+
+
+class TrainingImages:
+    """Images of one split at one resolution, as float tensors in [-1, 1] with class indices."""
+
+    def __init__(
+        self, root: Path | str | PreparedDataset, resolution: int, split: str | None = "train"
+    ) -> None:
+        self.store = root if isinstance(root, PreparedDataset) else open_dataset(root)
+        self.resolution = resolution
+        self.split = split
+        self.rows = self.store.indices(split) if split else np.arange(len(self.store))
+        if self.rows.size == 0:
+            raise ValueError(f"the dataset has no {split!r} images")
+        combos = [self.store.label_tuple(self.store.entries[i]) for i in self.rows]
+        counts = Counter(combos)
+        names = self.store.info.label_names
+        ordered = sorted(counts, key=lambda c: (-counts[c], class_name(names, c), repr(c)))
+        self.classes = _Classes(tuple(ordered), tuple(class_name(names, c) for c in ordered))
+        index = {c: i for i, c in enumerate(ordered)}
+        self.labels = torch.as_tensor([index[c] for c in combos], dtype=torch.long)
+        self._images = self.store.images(resolution)
+        self._scale = 2.0 / self.store.max_code
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes.names)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.classes.names
+
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.labels, minlength=self.n_classes).tolist()
+
+    def load(self, positions: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, 1, R, R) in [-1, 1] and labels (B,) at positions within this split."""
+        pos = np.asarray(positions, dtype=np.int64)
+        # Sorted reads are sequential on disk; the order is restored afterwards.
+        order = np.argsort(pos, kind="stable")
+        codes = np.empty((pos.size, self.resolution, self.resolution), dtype=self._images.dtype)
+        codes[order] = self._images[self.rows[pos[order]]]
+        images = torch.from_numpy(codes.astype(np.float32)).mul_(self._scale).sub_(1.0)
+        return images.unsqueeze(1), self.labels[torch.from_numpy(pos)]
+
+    def sample(
+        self, batch_size: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A uniformly random batch (with replacement across batches, as GAN training does)."""
+        positions = torch.randint(len(self), (batch_size,), generator=generator)
+        return self.load(positions.numpy())
+
+    def all(self, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(self) if limit is None else min(limit, len(self))
+        return self.load(np.arange(n))

@@ -1,0 +1,1 @@
+"""Fidelity metrics: image feature extractors and FID / KID / PRDC on their features."""

@@ -1,0 +1,514 @@
+"""Train a conditional GAN on a prepared dataset: ticks, snapshots, FID, resume, early stop.
+
+    from ml.training.gan import GanConfig, train_gan
+    result = train_gan("datasets/7", "runs/dcgan-32", GanConfig(arch="dcgan", resolution=32))
+
+Time is counted in images shown (kimg), as in the progressive GAN and StyleGAN papers: a
+*tick* every `tick_kimg` logs losses and speed to `metrics.jsonl`; every `snapshot_ticks`
+ticks a *snapshot* saves a fixed-latent sample grid, computes FID (when asked) into
+`snapshots.jsonl` and writes `checkpoint.pt` atomically. Started again on the same folder the
+run resumes from that checkpoint, with every random state restored, so a run killed at any
+moment and resumed ends with the same weights as one never interrupted (on the same device).
+
+Early stopping follows seed 000: stop when FID has not improved for `fid_patience`
+snapshots; the checkpoint of the best FID is kept as `best.pt`.
+
+With `dp_noise_multiplier` set the discriminator is trained with DP-SGD and the privacy spent
+(epsilon at `dp_delta`) is logged at every tick (`ml.training.privacy`). Launched by torchrun
+the loop trains data-parallel over the processes (`ml.training.distributed`, entry point
+`python -m ml.training.gan_ddp`); `batch_size` stays the global batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ml.data.training_images import TrainingImages
+from ml.networks.gan import ARCHS, build_gan
+from ml.networks.gan.base import GanModels
+from ml.progress import ProgressFn, StopFn, Stopped, never_stop, no_progress
+from ml.training import checkpoint as ckpt
+from ml.training import distributed as ddp
+from ml.training import privacy
+from ml.training.augment import AdaptiveAugment, diff_augment
+from ml.training.early_stopping import FidPatience
+from ml.training.ema import ema_beta, make_ema, update_ema
+from ml.training.gan_losses import discriminator_loss, generator_loss
+from ml.training.grid import save_grid
+from ml.training.snapshot_fid import SnapshotFid
+
+AUGMENTS = ("none", "diffaugment", "ada")
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+GRID_PER_CLASS = 8
+EMA_RAMPUP = 0.05
+
+
+@dataclass
+class GanConfig:
+    arch: str = "dcgan"
+    resolution: int = 32
+    batch_size: int = 32
+    kimg: float = 2.0
+    tick_kimg: float = 0.5
+    snapshot_ticks: int = 2
+    seed: int = 0
+    ema_kimg: float | None = 1.0  # EMA half-life; None disables the average generator
+    augment: str = "none"
+    ada_target: float = 0.6
+    ada_kimg: float = 100.0  # ADA: images (k) for p to go 0 -> 1 at full speed
+    mirror: bool = True  # x-flip real images: chest X-rays are roughly symmetric in texture
+    fid_features: str | None = None  # "inception", a TorchScript path, or None for no FID
+    fid_images: int = 1000
+    fid_patience: int = 0  # snapshots without FID improvement before stopping; 0 = never
+    split: str = "train"
+    device: str = "cpu"
+    amp: bool = False  # bfloat16/float16 autocast on CUDA
+    channels_last: bool = False
+    arch_options: dict[str, Any] = field(default_factory=dict)
+    # DP-SGD on the discriminator (ml.training.privacy): noise sigma (None = not private),
+    # per-sample clipping norm C, and delta (None: min(1e-5, n_train^-1.1)).
+    dp_noise_multiplier: float | None = None
+    dp_max_grad_norm: float = 1.0
+    dp_delta: float | None = None
+
+    def check(self) -> None:
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {AUGMENTS}, got {self.augment!r}")
+        if self.batch_size < 1 or self.kimg <= 0 or self.tick_kimg <= 0:
+            raise ValueError("batch_size, kimg and tick_kimg must be positive")
+        if self.snapshot_ticks < 1:
+            raise ValueError("snapshot_ticks must be >= 1")
+        if self.fid_patience and not self.fid_features:
+            raise ValueError("fid_patience needs fid_features (early stopping is on FID)")
+        if self.dp_noise_multiplier is not None:
+            privacy.check_config(self)
+
+
+@dataclass
+class GanResult:
+    kimg: float
+    ticks: int
+    snapshots: int
+    best_fid: float | None
+    best_kimg: float | None
+    stopped_early: bool
+    images_per_second: float
+    class_names: list[str]
+    checkpoint: str
+    out: str
+    epsilon: float | None = None  # DP runs: privacy spent, at `delta`
+    delta: float | None = None
+
+
+class _Run:
+    """Everything a checkpoint must restore, in one place.
+
+    `g` and `d` are the plain networks (state dicts, EMA, snapshots, G's step through D);
+    `train` is the same record with the wrappers that train them: DDP under torchrun, Opacus
+    for a private D.
+    """
+
+    def __init__(
+        self,
+        data: TrainingImages,
+        config: GanConfig,
+        device: torch.device,
+        dist: ddp.Dist | None = None,  # None: one process (bench/gan_throughput.py uses that)
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.dist = dist = dist or ddp.Dist(device=device)
+        options = dict(config.arch_options)
+        if "batch" in inspect.signature(ARCHS[config.arch]).parameters:
+            # StyleGAN2's R1 weight follows the batch size (gamma = 0.0002 R^2 / batch).
+            options.setdefault("batch", config.batch_size)
+        self.models: GanModels = build_gan(
+            config.arch, config.resolution, data.n_classes, **options
+        )
+        if config.dp_noise_multiplier is not None:  # before the optimiser: BN -> GroupNorm
+            self.models.discriminator = privacy.private_discriminator(self.models, config.arch)
+        self.g = self.models.generator.to(device)
+        self.d = self.models.discriminator.to(device)
+        if config.channels_last:
+            self.g = self.g.to(memory_format=torch.channels_last)
+            self.d = self.d.to(memory_format=torch.channels_last)
+        lr_g, lr_d, beta1, beta2 = self.models.optimizer
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=lr_g, betas=(beta1, beta2))
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=lr_d, betas=(beta1, beta2))
+        self.g_ema = make_ema(self.g) if config.ema_kimg else None
+        self.dp = privacy.PrivateDiscriminator.of(config, self.d, self.opt_d, len(data))
+        d_train: torch.nn.Module = self.d
+        if self.dp is not None:  # Opacus trains D; its optimiser clips, noises and accounts
+            d_train, self.opt_d = self.dp.module, self.dp.optimizer
+        grows = self.models.schedule is not None
+        self.train = replace(
+            self.models,
+            generator=ddp.wrap(self.g, dist, find_unused=grows),
+            discriminator=ddp.wrap(d_train, dist, find_unused=grows),
+        )
+        self.ada = (
+            AdaptiveAugment(target=config.ada_target, ada_kimg=config.ada_kimg)
+            if config.augment == "ada"
+            else None
+        )
+        self.rng = torch.Generator().manual_seed(config.seed)  # the same on every rank
+        ddp.seed_ranks(dist, config.seed)  # after the networks: identical initial weights
+        self.patience = FidPatience(config.fid_patience)
+        self.nimg = 0
+        self.tick = 0
+        self.snapshot = 0
+        self.d_step = 0
+
+    def sampler(self) -> torch.nn.Module:
+        return self.g_ema if self.g_ema is not None else self.g
+
+    def state(self, data: TrainingImages, dataset_hash: str) -> dict[str, Any]:
+        return {
+            "config": asdict(self.config),
+            "class_names": list(data.class_names),
+            "dataset_hash": dataset_hash,
+            "z_dim": self.models.z_dim,
+            "generator": self.g.state_dict(),
+            "discriminator": self.d.state_dict(),
+            "generator_ema": self.g_ema.state_dict() if self.g_ema is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "ada": self.ada.state_dict() if self.ada is not None else None,
+            "privacy": self.dp.state_dict() if self.dp is not None else None,
+            "patience": self.patience.state_dict(),
+            "rng": self.rng.get_state(),
+            **ddp.torch_rng_states(self.dist),  # a collective: every rank's generator
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+            "counters": {
+                "nimg": self.nimg,
+                "tick": self.tick,
+                "snapshot": self.snapshot,
+                "d_step": self.d_step,
+            },
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.g.load_state_dict(state["generator"])
+        self.d.load_state_dict(state["discriminator"])
+        if self.g_ema is not None and state["generator_ema"] is not None:
+            self.g_ema.load_state_dict(state["generator_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        if self.ada is not None and state["ada"] is not None:
+            self.ada.load_state_dict(state["ada"])
+        if self.dp is not None:
+            # The accountant's history: epsilon continues from the steps already taken.
+            self.dp.load_state_dict(state["privacy"])
+        self.patience = FidPatience.from_state(state["patience"])
+        self.rng.set_state(state["rng"].cpu())  # loaded onto the training device
+        ddp.restore_torch_rng(state, self.dist, self.config.seed)
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        counters = state["counters"]
+        self.nimg, self.tick = counters["nimg"], counters["tick"]
+        self.snapshot, self.d_step = counters["snapshot"], counters["d_step"]
+        self.schedule()
+
+    def schedule(self) -> None:
+        if self.models.schedule is not None:
+            self.models.schedule(self.nimg / 1000.0)
+            if self.g_ema is not None:
+                _copy_schedule(self.g, self.g_ema)
+
+
+def _copy_schedule(source: torch.nn.Module, target: torch.nn.Module) -> None:
+    # Growing networks keep their level / fade-in as plain attributes; the average generator
+    # must draw at the same level as the one it averages.
+    for name in ("level", "alpha"):
+        if hasattr(source, name):
+            setattr(target, name, getattr(source, name))
+
+
+def _augmenter(run: _Run) -> Callable[[torch.Tensor], torch.Tensor]:
+    if run.config.augment == "diffaugment":
+        return diff_augment
+    if run.ada is not None:
+        return run.ada
+    return lambda x: x
+
+
+def _draw(run: _Run, data: TrainingImages) -> tuple[torch.Tensor, ...]:
+    """This rank's reals and labels and its fakes' latents and labels, for one D step: the
+    rank's slice of a global batch (fakes take the reals' labels), or for a private run a
+    Poisson sample of reals and fakes from public inputs only."""
+    cfg, z_dim = run.config, run.models.z_dim
+    if run.dp is not None:
+        batch = run.dp.draw(data, cfg.batch_size, z_dim, run.models.n_classes, cfg.mirror, run.rng)
+    else:
+        real, labels, z = ddp.draw(data, cfg.batch_size, z_dim, cfg.mirror, run.rng, run.dist)
+        batch = real, labels, z, labels
+    return tuple(t.to(run.device, non_blocking=True) for t in batch)
+
+
+def _train_step(run: _Run, data: TrainingImages, augment: Callable) -> dict[str, float]:
+    cfg, dev, models, train = run.config, run.device, run.models, run.train
+    stats: dict[str, float] = {}
+    amp = torch.autocast(dev.type, enabled=cfg.amp and dev.type == "cuda")
+    for i in range(models.d_steps):
+        real, labels, z, fake_labels = _draw(run, data)
+        last = i == models.d_steps - 1
+        # The last critic step's fakes are kept with their graph and reused for the generator
+        # step: one generator forward per iteration, as in the DCGAN reference loop.
+        with amp, torch.set_grad_enabled(last):
+            fake = train.generator(z, fake_labels)
+        run.d.requires_grad_(True)
+        if run.dp is not None:
+            with amp:
+                d_stats = run.dp.step(
+                    models, augment(real), labels, augment(fake.detach()), fake_labels
+                )
+        else:
+            with amp:
+                loss_d, d_stats = discriminator_loss(
+                    train, augment(real), augment(fake.detach()), labels, step=run.d_step
+                )
+            run.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            run.opt_d.step()
+        run.d_step += 1
+        if run.ada is not None and "d_real_sign" in d_stats:
+            # Every rank must move p alike: r_t over the global batch.
+            run.ada.update(ddp.mean_float(d_stats["d_real_sign"], run.dist), cfg.batch_size)
+        stats.update(d_stats)
+    # D's weights get no gradient in the generator step: computing it would be wasted work.
+    # `models` holds the plain D (DDP would wait for D gradients that never come; Opacus'
+    # hooks are switched off: no per-sample gradients are wanted here).
+    run.d.requires_grad_(False)
+    with run.dp.hooks_off() if run.dp is not None else nullcontext():
+        with amp:
+            loss_g, g_stats = generator_loss(models, augment(fake), fake_labels)
+        run.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+    run.opt_g.step()
+    run.d.requires_grad_(True)
+    if run.g_ema is not None:
+        # Ramp-up as in StyleGAN2-ADA: early on the half-life is 5% of the images seen, so the
+        # average does not drag the untrained initial weights along for thousands of images.
+        half_life = min(cfg.ema_kimg or 1.0, run.nimg * EMA_RAMPUP / 1000.0)
+        update_ema(run.g_ema, run.g, ema_beta(cfg.batch_size, half_life))
+    stats.update(g_stats)
+    return stats
+
+
+def _truncate_log(path: Path, kimg: float) -> None:
+    """Drop lines logged after the checkpoint we resume from: they will be logged again."""
+    if not path.exists():
+        return
+    keep = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and json.loads(line)["kimg"] <= kimg + 1e-9
+    ]
+    path.write_text("".join(f"{line}\n" for line in keep), encoding="utf-8")
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def _grid_latents(run: _Run, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(run.config.seed + 1_000_003)
+    z = torch.randn(GRID_PER_CLASS, run.models.z_dim, generator=gen)
+    z = z.repeat(n_classes, 1)  # the same latents in every row: rows differ by class only
+    labels = torch.arange(n_classes).repeat_interleave(GRID_PER_CLASS)
+    return z.to(run.device), labels.to(run.device)
+
+
+def train_gan(
+    dataset: Path | str,
+    out: Path | str,
+    config: GanConfig,
+    *,
+    progress: ProgressFn = no_progress,
+    should_stop: StopFn = never_stop,
+) -> GanResult:
+    """Train (or resume) the run in `out`. Under torchrun every process calls this with the
+    same arguments; only rank 0 writes to `out`, and every rank returns the same result."""
+    config.check()
+    out = Path(out)
+    private = config.dp_noise_multiplier is not None
+    with ddp.session(config.device, config.batch_size, private=private) as dist:
+        main, device = dist.main, dist.device
+        # Rank 0 looks before it can write anything; every rank then loads the same file.
+        resume = ddp.broadcast((out / CHECKPOINT).exists(), dist)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(config.seed)
+        data = TrainingImages(dataset, config.resolution, config.split)
+        dataset_hash = data.store.info.content_hash
+        run = _Run(data, config, device, dist)
+        logs = (out / "metrics.jsonl", out / "snapshots.jsonl") if main else ()
+        if resume:
+            state = ckpt.load(out / CHECKPOINT, device)
+            if state["dataset_hash"] != dataset_hash or not _same_config(state["config"], config):
+                raise ValueError(
+                    f"{out} holds a run with another dataset or config; use a new folder"
+                )
+            run.restore(state)
+            for log in logs:
+                _truncate_log(log, run.nimg / 1000.0)
+        else:
+            for log in logs:
+                log.unlink(missing_ok=True)
+            run.schedule()
+        fid = None
+        if main:
+            _write_run_info(out, config, data, dataset_hash, run)
+            fid = SnapshotFid.create(config, data, out, device) if config.fid_features else None
+        ddp.barrier(dist)
+        grid_z, grid_labels = _grid_latents(run, data.n_classes)
+        augment = _augmenter(run)
+        total = int(config.kimg * 1000)
+        tick_start, tick_nimg, stopped_early = time.perf_counter(), run.nimg, False
+        sums: dict[str, float] = {}
+        steps = 0
+        started, started_nimg = time.perf_counter(), run.nimg
+        while run.nimg < total and not stopped_early:
+            if ddp.broadcast(should_stop(), dist):  # every rank leaves together
+                raise Stopped(f"stopped at {run.nimg / 1000:.2f} kimg")
+            run.schedule()
+            for key, value in _train_step(run, data, augment).items():
+                sums[key] = sums.get(key, 0.0) + value
+            steps += 1
+            run.nimg += config.batch_size
+            done = run.nimg >= total
+            if run.nimg - tick_nimg < config.tick_kimg * 1000 and not done:
+                continue
+            run.tick += 1
+            seconds = time.perf_counter() - tick_start
+            record = {
+                "tick": run.tick,
+                "kimg": round(run.nimg / 1000.0, 6),
+                "sec_per_tick": round(seconds, 4),
+                "images_per_second": round((run.nimg - tick_nimg) / max(seconds, 1e-9), 2),
+                # Each rank's statistics are over its slice; the global batch's are the mean.
+                **{k: round(v / steps, 6) for k, v in ddp.mean_floats(sums, dist).items()},
+            }
+            if run.ada is not None:
+                record["augment_p"] = round(run.ada.p, 6)
+            if run.dp is not None:
+                record["epsilon"] = run.dp.epsilon()
+            if main:
+                _append(out / "metrics.jsonl", record)
+                progress(run.nimg, total, _tick_message(record))
+            if run.tick % config.snapshot_ticks == 0 or done:
+                stopped_early = _snapshot(run, data, out, fid, grid_z, grid_labels, dataset_hash)
+            tick_start, tick_nimg, sums, steps = time.perf_counter(), run.nimg, {}, 0
+        elapsed = time.perf_counter() - started
+        return GanResult(
+            kimg=run.nimg / 1000.0,
+            ticks=run.tick,
+            snapshots=run.snapshot,
+            best_fid=run.patience.best,
+            best_kimg=run.patience.best_kimg,
+            stopped_early=stopped_early,
+            images_per_second=(run.nimg - started_nimg) / max(elapsed, 1e-9),
+            class_names=list(data.class_names),
+            checkpoint=str(out / CHECKPOINT),
+            out=str(out),
+            epsilon=run.dp.epsilon() if run.dp is not None else None,
+            delta=run.dp.delta if run.dp is not None else None,
+        )
+
+
+def _same_config(saved: dict[str, Any], config: GanConfig) -> bool:
+    # Fields added since the checkpoint was written take their defaults: old runs resume.
+    defaults = {f.name: f.default for f in fields(GanConfig) if f.name not in saved}
+    return {**saved, **defaults} == asdict(config)
+
+
+def _tick_message(record: dict[str, Any]) -> str:
+    parts = [f"kimg {record['kimg']:.2f}"]
+    for key in ("loss_d", "loss_g", "epsilon"):
+        if key in record:
+            parts.append(f"{key} {record[key]:.3f}")
+    parts.append(f"{record['images_per_second']:.0f} img/s")
+    return ", ".join(parts)
+
+
+def _snapshot(
+    run: _Run,
+    data: TrainingImages,
+    out: Path,
+    fid: SnapshotFid | None,
+    grid_z: torch.Tensor,
+    grid_labels: torch.Tensor,
+    dataset_hash: str,
+) -> bool:
+    """Grid, FID and checkpoint on rank 0; every rank returns rank 0's early-stop decision."""
+    run.snapshot += 1
+    kimg = run.nimg / 1000.0
+    state = run.state(data, dataset_hash)  # a collective: every rank takes part
+    stop = improved = False
+    if run.dist.main:
+        sampler = run.sampler()  # a plain module: a DDP forward on one rank would hang
+        with torch.no_grad():
+            images = sampler(grid_z, grid_labels)
+        grid = save_grid(images, data.n_classes, out / "grids" / f"grid-{run.snapshot:04d}.png")
+        record: dict[str, Any] = {"snapshot": run.snapshot, "kimg": round(kimg, 6)}
+        record["grid"] = grid.name
+        if fid is not None:
+            value = fid.compute(sampler, run.models.z_dim, data)
+            record["fid"] = round(value, 4)
+            improved = run.patience.best is None or value < run.patience.best
+            stop = run.patience.update(value, kimg)
+            record["best_fid"] = run.patience.best
+            state["patience"] = run.patience.state_dict()
+        if run.dp is not None:
+            record["epsilon"], record["delta"] = run.dp.epsilon(), run.dp.delta
+            improved = False  # choosing by FID against the training images is not private
+        # Log first, checkpoint last: a kill in between resumes from the previous checkpoint,
+        # which drops this record and logs the snapshot again, so the log never has a gap.
+        _append(out / "snapshots.jsonl", record)
+        if improved:
+            ckpt.save_atomic(state, out / BEST)
+        ckpt.save_atomic(state, out / CHECKPOINT)
+    # The other ranks wait here while rank 0 writes, then take its decision and FID record.
+    stop, patience = ddp.broadcast((stop, run.patience.state_dict()), run.dist)
+    run.patience = FidPatience.from_state(patience)
+    return stop
+
+
+def _write_run_info(
+    out: Path, config: GanConfig, data: TrainingImages, dataset_hash: str, run: _Run
+) -> None:
+    from ml.provenance import code_version
+
+    models = run.models
+    info = {
+        "config": asdict(config),
+        "dataset_hash": dataset_hash,
+        "class_names": list(data.class_names),
+        "class_counts": data.class_counts(),
+        "n_train_images": len(data),
+        "z_dim": models.z_dim,
+        "loss": models.loss,
+        "code_version": code_version(),
+        "torch": torch.__version__,
+        "parameters": {
+            "generator": sum(p.numel() for p in models.generator.parameters()),
+            "discriminator": sum(p.numel() for p in models.discriminator.parameters()),
+        },
+        "world_size": run.dist.world_size,
+        "privacy": run.dp.describe() if run.dp is not None else None,
+    }
+    (out / "run.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
