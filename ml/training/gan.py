@@ -74,8 +74,11 @@ class GanConfig:
     fid_patience: int = 0  # snapshots without FID improvement before stopping; 0 = never
     split: str = "train"
     device: str = "cpu"
-    amp: bool = False  # bfloat16/float16 autocast on CUDA
-    channels_last: bool = False
+    # bfloat16 autocast: fast on CUDA GPUs and on CPUs with AVX512-BF16 / AMX, emulated (slow)
+    # on others, so it is opt-in.
+    amp: bool = False
+    # NHWC memory format: oneDNN's and cuDNN's fast convolution layout (+15% on this CPU).
+    channels_last: bool = True
     arch_options: dict[str, Any] = field(default_factory=dict)
     # DP-SGD on the discriminator (ml.training.privacy): noise sigma (None = not private),
     # per-sample clipping norm C, and delta (None: min(1e-5, n_train^-1.1)).
@@ -261,7 +264,7 @@ def _draw(run: _Run, data: TrainingImages) -> tuple[torch.Tensor, ...]:
 def _train_step(run: _Run, data: TrainingImages, augment: Callable) -> dict[str, float]:
     cfg, dev, models, train = run.config, run.device, run.models, run.train
     stats: dict[str, float] = {}
-    amp = torch.autocast(dev.type, enabled=cfg.amp and dev.type == "cuda")
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.amp)
     for i in range(models.d_steps):
         real, labels, z, fake_labels = _draw(run, data)
         last = i == models.d_steps - 1
