@@ -91,7 +91,8 @@ def import_command(
         str, typer.Option(help="CheXpert -1 labels: ignore, u-ones or u-zeros.")
     ] = "ignore",
     window: Annotated[
-        str | None, typer.Option(help="DICOM CT window preset: brain, subdural or bone.")
+        str | None,
+        typer.Option(help="CT window preset (brain, bone...) or stack (3 channels)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the patient split.")] = 0,
     rule: Annotated[str, typer.Option(help="Square images by pad or crop.")] = "pad",

@@ -18,6 +18,7 @@ from ml.data.resize import RULES
 from ml.data.versions import SUBSET_KINDS
 
 UNCERTAINTY_POLICIES = ("ignore", "u-ones", "u-zeros")
+WINDOW_STACK = "stack"  # brain, subdural and bone windows as three channels
 MAX_RESOLUTION = 1024
 MAX_RESOLUTIONS = 6
 NAME_MAX = 200
@@ -110,10 +111,9 @@ def parse_import_options(
             f"Unknown uncertainty policy {policy!r}; choose {', '.join(UNCERTAINTY_POLICIES)}.",
         )
     preset = (window or "").strip().lower() or None
-    if preset is not None and preset not in CT_WINDOW_PRESETS:
-        raise SpecError(
-            "window", f"Unknown window {preset!r}; choose one of {', '.join(CT_WINDOW_PRESETS)}."
-        )
+    if preset is not None and preset not in CT_WINDOW_PRESETS and preset != WINDOW_STACK:
+        choices = ", ".join([*CT_WINDOW_PRESETS, WINDOW_STACK])
+        raise SpecError("window", f"Unknown window {preset!r}; choose one of {choices}.")
     square = (rule or "pad").strip().lower()
     if square not in RULES:
         raise SpecError("rule", f"Unknown rule {square!r}; choose one of {', '.join(RULES)}.")

@@ -87,7 +87,8 @@ def dataset_view(dataset: Dataset) -> dict[str, Any]:
 
 
 def row_png(dataset: Dataset, row: int, res: int | None) -> bytes:
-    """One stored image as PNG (8-bit for display); IndexError / KeyError for bad arguments."""
+    """One stored image as PNG (8-bit for display; a 3-channel image as RGB, channels as
+    R, G, B); IndexError / KeyError for bad arguments."""
     store = _open(dataset)
     resolution = res or max(store.info.resolutions)
     images = store.images(resolution)
@@ -96,6 +97,8 @@ def row_png(dataset: Dataset, row: int, res: int | None) -> bytes:
     codes = np.asarray(images[row])
     if codes.dtype != np.uint8:
         codes = (codes.astype(np.float32) * (255.0 / store.max_code)).round().astype(np.uint8)
+    if codes.ndim == 3:
+        codes = np.ascontiguousarray(codes.transpose(1, 2, 0))
     out = io.BytesIO()
     Image.fromarray(codes).save(out, format="PNG")
     return out.getvalue()

@@ -70,6 +70,13 @@ def train_gan_command(
     fid_images: Annotated[int | None, typer.Option()] = None,
     fid_patience: Annotated[int | None, typer.Option(help="Early stop after N snapshots.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    domain_classifier: Annotated[
+        Path | None, typer.Option(help="TorchScript classifier for the domain loss (seed 001).")
+    ] = None,
+    domain_lambda: Annotated[float | None, typer.Option(help="Weight of the domain loss.")] = None,
+    dp_noise: Annotated[
+        float | None, typer.Option(help="DP noise multiplier (Opacus on D; dcgan/acgan).")
+    ] = None,
     preset: Annotated[str | None, typer.Option(help="tiny-cpu, seed000-progan-32, …")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
     out: Annotated[Path | None, typer.Option(help="Run folder (resumes if it has one).")] = None,
@@ -95,6 +102,9 @@ def train_gan_command(
         "fid_patience": fid_patience,
         "seed": seed,
         "device": device,
+        "domain_classifier": str(domain_classifier.resolve()) if domain_classifier else None,
+        "domain_lambda": domain_lambda,
+        "dp_noise_multiplier": dp_noise,
     }
     try:
         with session_scope() as db:

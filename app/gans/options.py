@@ -8,6 +8,7 @@ so the job record is a complete recipe for rerunning the training.
 from __future__ import annotations
 
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
 from app.jobs.specs import SpecError
@@ -67,6 +68,7 @@ _FLOATS = {
     "dp_noise_multiplier",
     "dp_max_grad_norm",
     "dp_delta",
+    "domain_lambda",
 }
 _INTS = {"resolution", "batch_size", "snapshot_ticks", "seed", "fid_images", "fid_patience"}
 _LIMITS: dict[str, tuple[float, float]] = {
@@ -84,6 +86,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "dp_noise_multiplier": (0.01, 100.0),
     "dp_max_grad_norm": (1e-4, 1000.0),
     "dp_delta": (1e-12, 0.01),
+    "domain_lambda": (0.0, 1000.0),
 }
 FIELDS = {f.name for f in fields(GanConfig)}
 
@@ -124,6 +127,10 @@ def gan_config(
             "Differential privacy works with dcgan and acgan (the others need second-order "
             "gradients or spectral norm, which Opacus cannot clip per sample).",
         )
+    if config.domain_lambda and not config.domain_classifier:
+        raise SpecError("domain_classifier", "The domain loss needs a classifier file.")
+    if config.domain_classifier and not Path(config.domain_classifier).is_file():
+        raise SpecError("domain_classifier", f"No file {config.domain_classifier}.")
     if config.fid_features not in (None, "inception"):
         raise SpecError("fid_features", "FID features: inception, or none.")
     return config

@@ -33,10 +33,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ml.data.decoded import patient_key
-from ml.data.dicom import CT_WINDOW_PRESETS, LUMA_WEIGHTS
-from ml.data.errors import ImageDecodeError
+from ml.data.dicom import CT_WINDOW_PRESETS, LUMA_WEIGHTS, decode_dicom_values, window_stack
+from ml.data.errors import ImageDecodeError, NotAnImageError
 from ml.data.formats import Record, read_dataset
-from ml.data.images import load_image
+from ml.data.images import load_image, sniff_format
 from ml.data.resize import RULES, ResizeRule
 from ml.data.splits import DEFAULT_FRACTIONS, patient_split
 from ml.data.store import DatasetInfo, DatasetWriter, LabelValue
@@ -46,6 +46,8 @@ __all__ = ["PrepareResult", "prepare_dataset"]
 
 _MEDMNIST_SPLITS = ("train", "val", "test")
 _ERRORS_SHOWN = 5
+WINDOW_STACK = "stack"
+STACK_PRESETS = ("brain", "subdural", "bone")  # the three channels of `window="stack"`
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,10 @@ def prepare_dataset(
 
     `window` is a DICOM VOI window, (center, width) or a `CT_WINDOW_PRESETS` name; it applies
     to DICOM files only (PNG / JPEG are used over their full range), and without it each DICOM
-    uses its header window, else its min..max. `format_options` go to the format's reader.
+    uses its header window, else its min..max. `window="stack"` stores three channels, the
+    brain, subdural and bone windows of each CT slice's Hounsfield units (`window_stack`, the
+    RSNA hemorrhage winners' input); a file that is not a DICOM is then an error line.
+    `format_options` go to the format's reader.
 
     Splits are patient-disjoint (`patient_split` over (key, patient key, label tuple)) with
     `split_fractions` (default train 0.7 / val 0.1 / test 0.2) and `seed`. MedMNIST is the
@@ -91,7 +96,8 @@ def prepare_dataset(
         raise ValueError("salt must be a non-empty string (it keys the patient hash)")
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    voi = _window(window)
+    stack = window == WINDOW_STACK
+    voi = None if stack else _window(window)
     fractions = dict(split_fractions) if split_fractions is not None else DEFAULT_FRACTIONS
     source = Path(source)
     key_fmt = fmt.strip().lower().replace("_", "-")
@@ -109,6 +115,7 @@ def prepare_dataset(
         rule=rule,
         created_by=f"ml.data.prepare ({key_fmt})",
         label_names=label_names,
+        channels=len(STACK_PRESETS) if stack else 1,
     )
     npz = _NpzRows()
     split_rows: list[tuple[str, str, tuple[LabelValue | None, ...]]] = []
@@ -120,11 +127,13 @@ def prepare_dataset(
             if should_stop():
                 raise Stopped(f"import stopped after {done - 1} of {total} images")
             try:
+                if stack and record.array_index is not None:
+                    raise NotAnImageError(_NOT_CT)
                 if record.array_index is not None:
                     pixels, digest = npz.row(record)
                     key = record.study_key
                 else:
-                    pixels, digest, key = _decode_file(record, root, salt, voi)
+                    pixels, digest, key = _decode_file(record, root, salt, voi, stack=stack)
             except (ImageDecodeError, OSError) as exc:
                 n_failed += 1
                 reason = exc.reason if isinstance(exc, ImageDecodeError) else str(exc)
@@ -176,7 +185,7 @@ def _window(window: tuple[float, float] | str | None) -> tuple[float, float] | N
         return None
     if isinstance(window, str):
         if window not in CT_WINDOW_PRESETS:
-            names = ", ".join(CT_WINDOW_PRESETS)
+            names = ", ".join([*CT_WINDOW_PRESETS, WINDOW_STACK])
             raise ValueError(f"unknown window preset {window!r}; expected one of {names}")
         return CT_WINDOW_PRESETS[window]
     center, width = (float(v) for v in window)
@@ -195,17 +204,40 @@ def _label(record: Record, root: Path) -> str:
         return str(record.path)
 
 
+_NOT_CT = "not a CT DICOM; a window stack needs Hounsfield units"
+
+
 def _decode_file(
-    record: Record, root: Path, salt: str, window: tuple[float, float] | None
+    record: Record,
+    root: Path,
+    salt: str,
+    window: tuple[float, float] | None,
+    *,
+    stack: bool = False,
 ) -> tuple[NDArray[np.float32], str, str]:
     if record.path is None:
         raise OSError("record names no file")
     data = record.path.read_bytes()
     rel = _label(record, root)
-    image = load_image(data, window=window)
+    pixels = _stacked(data) if stack else load_image(data, window=window).pixels
     # Salted so that a key gives away neither the file name nor the patient id inside it.
     key = hmac.digest(salt.encode(), b"image-key\0" + rel.encode(), "sha256").hex()
-    return image.pixels, hashlib.sha256(data).hexdigest(), key[:24]
+    return pixels, hashlib.sha256(data).hexdigest(), key[:24]
+
+
+def _stacked(data: bytes) -> NDArray[np.float32]:
+    """(3, h, w): the `STACK_PRESETS` windows of one CT slice, inverted as `decode_dicom`
+    inverts a windowed MONOCHROME1 image, so channel i equals a single-window import."""
+    if sniff_format(data[:132]) != "dicom":
+        raise NotAnImageError(_NOT_CT)
+    values, meta = decode_dicom_values(data)
+    grey = meta.photometric in ("MONOCHROME1", "MONOCHROME2")
+    if not grey or (meta.modality or "CT").strip().upper() != "CT":
+        raise NotAnImageError(_NOT_CT)
+    out = window_stack(values, STACK_PRESETS)
+    if meta.photometric == "MONOCHROME1":
+        np.subtract(1.0, out, out=out)
+    return out
 
 
 def _store_labels(labels: Mapping[str, float | None]) -> dict[str, LabelValue]:

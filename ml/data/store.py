@@ -2,10 +2,12 @@
 
 Layout of a dataset folder::
 
-    images_32.u8     raw little-endian array (n, 32, 32), one file per resolution, row i = entry i
+    images_32.u8     raw little-endian array (n, 32, 32), one file per resolution, row i = entry i;
+                     (n, 3, 32, 32) for a 3-channel dataset (e.g. a CT window stack)
     images_64.u8     (".u16" when dtype is uint16)
     manifest.json    entries (key, patient_key, labels, split, source_sha256), label_names,
-                     resolutions, dtype, resize_rule, created_by, and the content_hash
+                     resolutions, dtype, resize_rule, created_by, and the content_hash;
+                     "channels" only when it is not 1 (single-channel manifests are unchanged)
 
 Plain numpy memmaps keep reading trivial (a training loop slices rows without loading the file)
 and need no extra library. `content_hash` is sha256 over the canonical JSON of the manifest
@@ -40,6 +42,7 @@ _DTYPES: dict[str, tuple[str, str, int]] = {
     "uint16": ("<u2", "u16", 65535),
 }
 _HASH_CHUNK = 8 << 20
+CHANNELS = (1, 3)
 
 StoreDtype = Literal["uint8", "uint16"]
 LabelValue = int | str
@@ -72,10 +75,16 @@ class DatasetInfo:
     splits: dict[str, int]
     content_hash: str
     dtype: str = "uint8"
+    channels: int = 1
 
 
 def image_path(root: Path, res: int, dtype: str) -> Path:
     return root / f"images_{res}.{_DTYPES[dtype][1]}"
+
+
+def row_shape(res: int, channels: int = 1) -> tuple[int, ...]:
+    """Shape of one stored row: (res, res), or (channels, res, res) when channels != 1."""
+    return (res, res) if channels == 1 else (channels, res, res)
 
 
 def _canonical(obj: object) -> bytes:
@@ -127,6 +136,7 @@ class DatasetWriter:
         rule: ResizeRule = "pad",
         created_by: str = "",
         label_names: tuple[str, ...] | list[str] | None = None,
+        channels: int = 1,
     ) -> None:
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got {dtype!r}")
@@ -137,6 +147,9 @@ class DatasetWriter:
             raise ValueError(f"resolutions must be positive integers, got {resolutions!r}")
         if n_expected < 1:
             raise ValueError(f"n_expected must be >= 1, got {n_expected}")
+        if channels not in CHANNELS:
+            raise ValueError(f"channels must be one of {CHANNELS}, got {channels!r}")
+        self.channels = channels
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         if (self.root / MANIFEST).exists():
@@ -151,7 +164,10 @@ class DatasetWriter:
         np_dtype, _, self._max_code = _DTYPES[dtype]
         self._arrays = {
             r: np.memmap(
-                image_path(self.root, r, dtype), dtype=np_dtype, mode="w+", shape=(n_expected, r, r)
+                image_path(self.root, r, dtype),
+                dtype=np_dtype,
+                mode="w+",
+                shape=(n_expected, *row_shape(r, channels)),
             )
             for r in res
         }
@@ -170,7 +186,11 @@ class DatasetWriter:
         source_sha256: str,
         pixels: NDArray[np.floating],
     ) -> int:
-        """Resize `pixels` (float [0, 1]) to every resolution and store them as the next row."""
+        """Resize `pixels` (float [0, 1]) to every resolution and store them as the next row.
+
+        `pixels` is (h, w) for a single-channel dataset, (channels, h, w) otherwise; each
+        channel is resized alike.
+        """
         if self._finished:
             raise RuntimeError("dataset already finished")
         if key in self._keys:
@@ -178,13 +198,23 @@ class DatasetWriter:
         row = len(self._entries)
         if row >= self.n_expected:
             raise ValueError(f"more images than n_expected={self.n_expected}")
+        pixels = np.asarray(pixels)
+        if self.channels == 1 and pixels.ndim != 2:
+            raise ValueError(f"{key}: expected (h, w) pixels, got shape {pixels.shape}")
+        if self.channels != 1 and (pixels.ndim != 3 or pixels.shape[0] != self.channels):
+            raise ValueError(
+                f"{key}: expected ({self.channels}, h, w) pixels, got shape {pixels.shape}"
+            )
         normalised = _normalise_labels(labels)
         if self._label_names is not None and set(normalised) - set(self._label_names):
             raise ValueError(f"{key}: labels {sorted(normalised)} outside {self._label_names}")
         for res, array in self._arrays.items():
             # to_square returns a new array: scale and round it in place, and let the row
             # assignment cast it (the same float -> integer cast astype would do).
-            square = to_square(pixels, res, self.rule)
+            if self.channels == 1:
+                square = to_square(pixels, res, self.rule)
+            else:
+                square = np.stack([to_square(c, res, self.rule) for c in pixels])
             square *= self._max_code
             array[row] = np.rint(square, out=square)
         self._keys.add(key)
@@ -217,7 +247,7 @@ class DatasetWriter:
         for res in self.resolutions:
             path = image_path(self.root, res, self.dtype)
             if n < self.n_expected:
-                os.truncate(path, n * res * res * itemsize)
+                os.truncate(path, n * self.channels * res * res * itemsize)
             if fsync:
                 _fsync(path)
         names = self._label_names
@@ -232,6 +262,9 @@ class DatasetWriter:
             "label_names": list(names),
             "entries": self._entries,
         }
+        if self.channels != 1:
+            # Only when not 1, so single-channel manifests (and their hashes) stay as they were.
+            manifest["channels"] = self.channels
         manifest["content_hash"] = content_hash(self.root, manifest)
         tmp = self.root / f".{MANIFEST}.tmp"
         with tmp.open("w", encoding="utf-8") as fh:
@@ -265,6 +298,7 @@ def _info(manifest: Mapping[str, Any]) -> DatasetInfo:
         splits=dict(sorted(splits.items())),
         content_hash=manifest["content_hash"],
         dtype=manifest["dtype"],
+        channels=int(manifest.get("channels", 1)),
     )
 
 
@@ -287,13 +321,15 @@ class PreparedDataset:
         )
         self.max_code = _DTYPES[self.info.dtype][2]
         self.resize_rule: str = manifest.get("resize_rule", "pad")
+        self.channels: int = self.info.channels
         self._images: dict[int, np.memmap] = {}
 
     def __len__(self) -> int:
         return self.info.n_images
 
     def images(self, res: int) -> np.memmap:
-        """Read-only (n, res, res) memmap of integer codes; divide by `max_code` for [0, 1]."""
+        """Read-only memmap of integer codes, (n, res, res) or (n, channels, res, res) for a
+        multi-channel dataset; divide by `max_code` for [0, 1]."""
         if res not in self.info.resolutions:
             raise KeyError(f"resolution {res} not stored; have {self.info.resolutions}")
         if res not in self._images:
@@ -301,7 +337,7 @@ class PreparedDataset:
                 image_path(self.root, res, self.info.dtype),
                 dtype=_DTYPES[self.info.dtype][0],
                 mode="r",
-                shape=(self.info.n_images, res, res),
+                shape=(self.info.n_images, *row_shape(res, self.channels)),
             )
         return self._images[res]
 
@@ -341,11 +377,14 @@ def open_dataset(root: Path | str) -> PreparedDataset:
         raise ValueError(f"{path}: unsupported format_version {version!r}")
     if manifest.get("dtype") not in _DTYPES:
         raise ValueError(f"{path}: unknown dtype {manifest.get('dtype')!r}")
+    channels = manifest.get("channels", 1)
+    if channels not in CHANNELS:
+        raise ValueError(f"{path}: unsupported channels {channels!r}")
     n = len(manifest["entries"])
     itemsize = np.dtype(_DTYPES[manifest["dtype"]][0]).itemsize
     for res in manifest["resolutions"]:
         file = image_path(root, res, manifest["dtype"])
-        expected = n * res * res * itemsize
+        expected = n * channels * res * res * itemsize
         # A wrong size would make the memmap shape lie; catch it before any row is read.
         if not file.exists() or file.stat().st_size != expected:
             raise ValueError(f"{file}: missing or not {expected} bytes for {n} images")

@@ -60,6 +60,11 @@ class TrainingImages:
         return int(self.rows.size)
 
     @property
+    def channels(self) -> int:
+        """Channels per image: 1 (grey) or 3 (e.g. a CT window stack)."""
+        return self.store.channels
+
+    @property
     def n_classes(self) -> int:
         return len(self.classes.names)
 
@@ -71,14 +76,17 @@ class TrainingImages:
         return torch.bincount(self.labels, minlength=self.n_classes).tolist()
 
     def load(self, positions: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images (B, 1, R, R) in [-1, 1] and labels (B,) at positions within this split."""
+        """Images (B, C, R, R) in [-1, 1], C = `channels`, and labels (B,) at positions within
+        this split."""
         pos = np.asarray(positions, dtype=np.int64)
         # Sorted reads are sequential on disk; the order is restored afterwards.
         order = np.argsort(pos, kind="stable")
-        codes = np.empty((pos.size, self.resolution, self.resolution), dtype=self._images.dtype)
+        codes = np.empty((pos.size, *self._images.shape[1:]), dtype=self._images.dtype)
         codes[order] = self._images[self.rows[pos[order]]]
         images = torch.from_numpy(codes.astype(np.float32)).mul_(self._scale).sub_(1.0)
-        return images.unsqueeze(1), self.labels[torch.from_numpy(pos)]
+        if self.channels == 1:
+            images = images.unsqueeze(1)
+        return images, self.labels[torch.from_numpy(pos)]
 
     def sample(
         self, batch_size: int, generator: torch.Generator

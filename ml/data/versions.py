@@ -124,7 +124,7 @@ def _manifest(
     parent: PreparedDataset, rows: np.ndarray, res: tuple[int, ...], description: str
 ) -> dict[str, Any]:
     source = parent.manifest
-    return {
+    manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "created_by": "ml.data.versions.derive_subset",
         "dtype": source["dtype"],
@@ -134,3 +134,6 @@ def _manifest(
         "entries": [source["entries"][i] for i in rows.tolist()],
         "derived_from": {"content_hash": parent.info.content_hash, "description": description},
     }
+    if parent.channels != 1:  # as DatasetWriter: absent for single-channel datasets
+        manifest["channels"] = parent.channels
+    return manifest

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ml.data.training_images import TrainingImages
 from ml.networks.gan import ARCHS, build_gan
@@ -85,6 +86,12 @@ class GanConfig:
     dp_noise_multiplier: float | None = None
     dp_max_grad_norm: float = 1.0
     dp_delta: float | None = None
+    # Seed 001's domain-classifier loss: a frozen classifier trained on the real data (a
+    # TorchScript file mapping images in [-1, 1] to logits over this run's classes, in
+    # `class_names` order) scores each fake against its requested class; the cross-entropy,
+    # weighted by `domain_lambda`, is added to the generator's loss.
+    domain_classifier: str | None = None
+    domain_lambda: float = 0.0
 
     def check(self) -> None:
         if self.augment not in AUGMENTS:
@@ -97,6 +104,8 @@ class GanConfig:
             raise ValueError("fid_patience needs fid_features (early stopping is on FID)")
         if self.dp_noise_multiplier is not None:
             privacy.check_config(self)
+        if self.domain_lambda < 0 or (self.domain_lambda > 0) != bool(self.domain_classifier):
+            raise ValueError("domain_lambda > 0 and domain_classifier go together")
 
 
 @dataclass
@@ -137,6 +146,8 @@ class _Run:
         if "batch" in inspect.signature(ARCHS[config.arch]).parameters:
             # StyleGAN2's R1 weight follows the batch size (gamma = 0.0002 R^2 / batch).
             options.setdefault("batch", config.batch_size)
+        if data.channels != 1:  # only then: single-channel builds stay exactly as they were
+            options["channels"] = data.channels
         self.models: GanModels = build_gan(
             config.arch, config.resolution, data.n_classes, **options
         )
@@ -152,6 +163,7 @@ class _Run:
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=lr_d, betas=(beta1, beta2))
         self.g_ema = make_ema(self.g) if config.ema_kimg else None
         self.dp = privacy.PrivateDiscriminator.of(config, self.d, self.opt_d, len(data))
+        self.domain = _domain_classifier(config, data, device)
         d_train: torch.nn.Module = self.d
         if self.dp is not None:  # Opacus trains D; its optimiser clips, noises and accounts
             d_train, self.opt_d = self.dp.module, self.dp.optimizer
@@ -232,6 +244,29 @@ class _Run:
                 _copy_schedule(self.g, self.g_ema)
 
 
+def _domain_classifier(
+    config: GanConfig, data: TrainingImages, device: torch.device
+) -> torch.nn.Module | None:
+    if not config.domain_classifier:
+        return None
+    try:
+        module = torch.jit.load(config.domain_classifier, map_location=device)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ValueError(f"domain classifier {config.domain_classifier}: {exc}") from None
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)  # frozen: only the generator learns from its verdict
+    probe = torch.zeros(2, data.channels, config.resolution, config.resolution, device=device)
+    with torch.no_grad():
+        logits = module(probe)
+    if tuple(logits.shape) != (2, data.n_classes):
+        raise ValueError(
+            f"domain classifier gives {tuple(logits.shape)} for 2 images; this run needs "
+            f"(2, {data.n_classes}) logits over {list(data.class_names)}"
+        )
+    return module
+
+
 def _copy_schedule(source: torch.nn.Module, target: torch.nn.Module) -> None:
     # Growing networks keep their level / fade-in as plain attributes; the average generator
     # must draw at the same level as the one it averages.
@@ -298,6 +333,11 @@ def _train_step(run: _Run, data: TrainingImages, augment: Callable) -> dict[str,
     with run.dp.hooks_off() if run.dp is not None else nullcontext():
         with amp:
             loss_g, g_stats = generator_loss(models, augment(fake), fake_labels)
+            if run.domain is not None:
+                # Scored before augmentation: the classifier judges the image G produced.
+                domain = F.cross_entropy(run.domain(fake.float()), fake_labels)
+                loss_g = loss_g + cfg.domain_lambda * domain
+                g_stats = {**g_stats, "domain_ce": domain.item(), "loss_g": loss_g.item()}
         run.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
     run.opt_g.step()

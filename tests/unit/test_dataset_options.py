@@ -42,6 +42,8 @@ def test_import_options_normalise_and_carry_format_options() -> None:
     assert options.format_options == {"policy": "u-ones"} and options.window is None
     assert options.as_params()["rule"] == "crop" and options.seed == 7
     assert parse_import_options("dicom_csv", window="Brain").window == "brain"
+    stack = parse_import_options("rsna", window=" Stack ")
+    assert stack.window == "stack" and stack.as_params()["window"] == "stack"
     assert parse_import_options("folder").format_options == {}
 
 

@@ -151,6 +151,13 @@ def test_two_processes_train_what_one_process_trains(
         torch.jit.script(_Constant()).save(str(extractor))
     config = _config(extractor)
     proc = _torchrun(data, tmp_path / "ddp", config, tmp_path / "result.json")
+    if proc.returncode != 0 and "SIGABRT" in proc.stderr:
+        # Seen once in ~15 full-suite runs on a loaded 2-core VM: a rank aborted mid-run in
+        # gloo ("terminate called without an active exception"), not reproducible alone.
+        # One fresh attempt in a new folder; a real failure fails twice.
+        proc = _torchrun(data, tmp_path / "ddp-retry", config, tmp_path / "result.json")
+        (tmp_path / "ddp").rename(tmp_path / "ddp-aborted")
+        (tmp_path / "ddp-retry").rename(tmp_path / "ddp")
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     monkeypatch.setattr(gan, "build_gan", _per_rank_batchnorm(build_gan))

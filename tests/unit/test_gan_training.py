@@ -181,3 +181,53 @@ def test_cancel_stops_within_one_tick(data: Path, tmp_path: Path) -> None:
         train_gan(data, tmp_path, _config(kimg=1.0), should_stop=cancelled_after_first_tick)
     # Asked before every step, so the run ended right after the tick that logged.
     assert len(log.read_text().splitlines()) == 1 and len(asked) == 3
+
+
+class _SideClassifier(torch.nn.Module):
+    """Logits (left, right) from which half of the image is brighter."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        half = images.shape[-1] // 2
+        gap = images[..., :half].mean(dim=(1, 2, 3)) - images[..., half:].mean(dim=(1, 2, 3))
+        return torch.stack([8.0 * gap, -8.0 * gap], dim=1)
+
+
+def _domain_ce(checkpoint: Path, classifier: torch.nn.Module) -> float:
+    from ml.sampling import load_generator
+
+    generator, _ = load_generator(checkpoint)
+    z = torch.randn(64, 128, generator=torch.Generator().manual_seed(5))
+    labels = torch.arange(2).repeat(32)
+    with torch.no_grad():
+        logits = classifier(generator(z, labels))
+    return torch.nn.functional.cross_entropy(logits, labels).item()
+
+
+def test_domain_classifier_loss_pulls_fakes_towards_their_class(data: Path, tmp_path: Path) -> None:
+    classifier = torch.jit.script(_SideClassifier())
+    path = tmp_path / "side.pt"
+    classifier.save(str(path))
+    # No EMA: the generator itself is judged, not an average lagging behind it.
+    plain = train_gan(data, tmp_path / "plain", _config(kimg=0.256, ema_kimg=None))
+    guided = train_gan(
+        data,
+        tmp_path / "guided",
+        _config(kimg=0.256, ema_kimg=None, domain_classifier=str(path), domain_lambda=20.0),
+    )
+    ticks = [json.loads(line) for line in (tmp_path / "guided" / "metrics.jsonl").open()]
+    assert all(np.isfinite(t["domain_ce"]) for t in ticks)
+    assert "domain_ce" not in (tmp_path / "plain" / "metrics.jsonl").read_text()
+    ce_plain = _domain_ce(Path(plain.checkpoint), classifier)
+    ce_guided = _domain_ce(Path(guided.checkpoint), classifier)
+    assert ce_guided < 0.5 * ce_plain, (ce_guided, ce_plain)
+    assert torch.jit.load(str(path)).state_dict() == {}  # frozen (and parameter-free here)
+
+
+def test_domain_classifier_must_match_the_classes(data: Path, tmp_path: Path) -> None:
+    wrong = torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 3)))
+    path = tmp_path / "wrong.pt"
+    wrong.save(str(path))
+    with pytest.raises(ValueError, match=r"this run needs \(2, 2\) logits"):
+        train_gan(data, tmp_path / "a", _config(domain_classifier=str(path), domain_lambda=1.0))
+    with pytest.raises(ValueError, match="go together"):
+        train_gan(data, tmp_path / "b", _config(domain_lambda=1.0))

@@ -167,6 +167,41 @@ def test_window_preset_and_bad_arguments(tmp_path: Path) -> None:
         prepare_dataset(src, "folder", tmp_path / "c", salt="")
 
 
+def _ct_folder(src: Path) -> Path:
+    for cls, patient in (("ct", "P1"), ("ct2", "P2"), ("ct3", "P3")):
+        ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm", download=False))
+        ds.PatientID = patient
+        ds.SOPInstanceUID = generate_uid()
+        (src / cls).mkdir(parents=True)
+        ds.save_as(src / cls / f"{patient}.dcm")
+    return src
+
+
+def test_window_stack_is_three_single_windows(tmp_path: Path) -> None:
+    src = _ct_folder(tmp_path / "src")
+    stacked = prepare_dataset(src, "folder", tmp_path / "s", salt=SALT, window="stack")
+    assert stacked.errors == [] and stacked.info.channels == 3
+    store = open_dataset(tmp_path / "s")
+    assert store.channels == 3 and store.manifest["channels"] == 3
+    assert store.images(64).shape == (3, 3, 64, 64)
+    for channel, preset in enumerate(("brain", "subdural", "bone")):
+        prepare_dataset(src, "folder", tmp_path / preset, salt=SALT, window=preset)
+        single = open_dataset(tmp_path / preset)
+        assert single.channels == 1 and "channels" not in single.manifest
+        assert [e.key for e in single.entries] == [e.key for e in store.entries]
+        np.testing.assert_array_equal(store.images(64)[:, channel], single.images(64))
+    # The windows differ, so the channels do too.
+    assert not np.array_equal(store.images(64)[:, 0], store.images(64)[:, 2])
+
+
+def test_window_stack_reports_non_dicom_files(tmp_path: Path) -> None:
+    src = _ct_folder(tmp_path / "src")
+    shutil.copy(CXR.files[0], src / "ct" / "xray.png")
+    result = prepare_dataset(src, "folder", tmp_path / "s", salt=SALT, window="stack")
+    assert result.info.n_images == 3 and result.n_failed == 1
+    assert result.errors == ["ct/xray.png: not a CT DICOM; a window stack needs Hounsfield units"]
+
+
 def test_chexpert_layout(tmp_path: Path) -> None:
     base = tmp_path / "CheXpert-v1.0-small"
     header = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *FINDINGS]

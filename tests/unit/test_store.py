@@ -84,6 +84,46 @@ def test_round_trip_two_resolutions(tmp_path: Path, cxr) -> None:  # type: ignor
     assert len(ds.indices()) == 16
 
 
+def test_three_channel_round_trip(tmp_path: Path, cxr) -> None:  # type: ignore[no-untyped-def]
+    writer = DatasetWriter(tmp_path / "rgb", RESOLUTIONS, 5, channels=3, created_by="test")
+    stacks = []
+    for key, patient, label, sha, pixels in cxr[:4]:
+        stack = np.stack([pixels, 1.0 - pixels, np.sqrt(pixels)]).astype(np.float32)
+        stacks.append(stack)
+        writer.add(key, patient, {"pneumonia": int(label == "pneumonia")}, sha, stack)
+    with pytest.raises(ValueError, match=r"expected \(3, h, w\)"):
+        writer.add("grey", "p", {}, "0" * 64, cxr[4][4])
+    info = writer.finish({key: "train" for key, *_ in cxr[:4]})
+    assert info.channels == 3
+    ds = open_dataset(tmp_path / "rgb")
+    assert ds.channels == 3 and ds.info == info and ds.verify()
+    assert json.loads((tmp_path / "rgb" / "manifest.json").read_text())["channels"] == 3
+    for res in RESOLUTIONS:
+        images = ds.images(res)
+        assert images.shape == (4, 3, res, res)
+        for row, stack in enumerate(stacks):
+            for c in range(3):
+                expected = np.rint(to_square(stack[c], res) * 255).astype(np.uint8)
+                np.testing.assert_array_equal(images[row, c], expected)
+    # A file of the wrong size is refused before any row is read.
+    with image_path(tmp_path / "rgb", 32, "uint8").open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ValueError, match="not 12288 bytes"):
+        open_dataset(tmp_path / "rgb")
+
+
+def test_single_channel_manifest_has_no_channels_key(tmp_path: Path, cxr) -> None:  # type: ignore[no-untyped-def]
+    info = _write(tmp_path / "ds", cxr[:3])
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert "channels" not in manifest and info.channels == 1
+    assert open_dataset(tmp_path / "ds").channels == 1
+    writer = DatasetWriter(tmp_path / "bad", (16,), 1)
+    with pytest.raises(ValueError, match=r"expected \(h, w\)"):
+        writer.add("k", "p", {}, "0" * 64, np.zeros((3, 8, 8)))
+    with pytest.raises(ValueError, match="channels"):
+        DatasetWriter(tmp_path / "two", (16,), 1, channels=2)
+
+
 def test_hash_stable_and_detects_one_pixel(tmp_path: Path, cxr) -> None:  # type: ignore[no-untyped-def]
     info = _write(tmp_path / "a", cxr)
     again = _write(tmp_path / "b", cxr)

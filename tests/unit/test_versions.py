@@ -54,6 +54,19 @@ def test_samples_per_class_caps_train_keeps_heldout_and_copies_rows(
     assert "at most 2 train images" in derived.description
 
 
+def test_subset_of_three_channel_dataset_keeps_channels(tmp_path: Path) -> None:
+    writer = DatasetWriter(tmp_path / "rgb", (8, 16), 6, label_names=("a",), channels=3)
+    for i in range(6):
+        stack = np.stack([np.full((10, 12), (i + c) / 10.0) for c in range(3)])
+        writer.add(f"k{i}", f"p{i}", {"a": i % 2}, f"{i:064x}", stack)
+    writer.finish({f"k{i}": "train" if i < 4 else "test" for i in range(6)}, fsync=False)
+    derive_subset(tmp_path / "rgb", tmp_path / "sub", kind="all", resolutions=[16])
+    source, sub = open_dataset(tmp_path / "rgb"), open_dataset(tmp_path / "sub")
+    assert sub.verify() and sub.channels == 3 and sub.manifest["channels"] == 3
+    assert sub.images(16).shape == (6, 3, 16, 16)
+    np.testing.assert_array_equal(sub.images(16), source.images(16))
+
+
 def test_classes_and_resolution_axes(parent: Path, tmp_path: Path) -> None:
     two = derive_subset(parent, tmp_path / "two", kind="classes", value=2, resolutions=[8])
     sub = open_dataset(tmp_path / "two")
