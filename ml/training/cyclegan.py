@@ -47,6 +47,7 @@ from ml.networks.cyclegan import (
 )
 from ml.progress import ProgressFn, StopFn, Stopped, never_stop, no_progress
 from ml.training import checkpoint as ckpt
+from ml.training import run_log
 from ml.training.grid import save_grid, to_uint8
 
 CHECKPOINT = "checkpoint.pt"
@@ -274,19 +275,6 @@ def _without_device(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k != "device"}
 
 
-def _truncate_log(path: Path, kimg: float) -> None:
-    """Drop lines logged after the checkpoint we resume from: they will be logged again."""
-    if path.exists():
-        lines = path.read_text(encoding="utf-8").splitlines()
-        keep = [s for s in lines if s.strip() and json.loads(s)["kimg"] <= kimg + 1e-9]
-        path.write_text("".join(f"{s}\n" for s in keep), encoding="utf-8")
-
-
-def _append(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
-
-
 def train_cyclegan(
     dataset_a: Path | str,
     dataset_b: Path | str,
@@ -314,7 +302,7 @@ def train_cyclegan(
             raise ValueError(f"{out} holds a run with other datasets or config; use a new folder")
         run.restore(state)
         for log in (metrics_log, snapshots_log):
-            _truncate_log(log, run.nimg / 1000.0)
+            run_log.truncate_after(log, run.nimg / 1000.0)
     else:
         for log in (metrics_log, snapshots_log):
             log.unlink(missing_ok=True)
@@ -336,14 +324,9 @@ def train_cyclegan(
             continue
         run.tick += 1
         seconds = time.perf_counter() - tick_start
-        record = {
-            "tick": run.tick,
-            "kimg": round(run.nimg / 1000.0, 6),
-            "sec_per_tick": round(seconds, 4),
-            "images_per_second": round((run.nimg - tick_nimg) / max(seconds, 1e-9), 2),
-            **{k: round(v / steps, 6) for k, v in sums.items()},
-        }
-        _append(metrics_log, record)
+        means = {k: v / steps for k, v in sums.items()}
+        record = run_log.tick_record(run.tick, run.nimg, tick_nimg, seconds, means)
+        run_log.append(metrics_log, record)
         progress(run.nimg, total, _tick_message(record))
         if run.tick % config.snapshot_ticks == 0 or done:
             _snapshot(run, out, eval_a, eval_b, hashes, list(data_a.class_names))
@@ -399,7 +382,7 @@ def _snapshot(
     record = {"snapshot": run.snapshot, "kimg": round(run.nimg / 1000.0, 6), "grid": grid.name}
     record |= {"n_eval_a": len(eval_a), "n_eval_b": len(eval_b), **run.last_cycle}
     ckpt.save_atomic(run.state(hashes, class_names), out / CHECKPOINT)
-    _append(out / "snapshots.jsonl", record)
+    run_log.append(out / "snapshots.jsonl", record)
 
 
 def _write_run_info(

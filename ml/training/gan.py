@@ -41,7 +41,7 @@ from ml.networks.gan.base import GanModels
 from ml.progress import ProgressFn, StopFn, Stopped, never_stop, no_progress
 from ml.training import checkpoint as ckpt
 from ml.training import distributed as ddp
-from ml.training import privacy
+from ml.training import privacy, run_log
 from ml.training.augment import AdaptiveAugment, diff_augment
 from ml.training.early_stopping import FidPatience
 from ml.training.ema import ema_beta, make_ema, update_ema
@@ -351,23 +351,6 @@ def _train_step(run: _Run, data: TrainingImages, augment: Callable) -> dict[str,
     return stats
 
 
-def _truncate_log(path: Path, kimg: float) -> None:
-    """Drop lines logged after the checkpoint we resume from: they will be logged again."""
-    if not path.exists():
-        return
-    keep = [
-        line
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and json.loads(line)["kimg"] <= kimg + 1e-9
-    ]
-    path.write_text("".join(f"{line}\n" for line in keep), encoding="utf-8")
-
-
-def _append(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
-
-
 def _grid_latents(run: _Run, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(run.config.seed + 1_000_003)
     z = torch.randn(GRID_PER_CLASS, run.models.z_dim, generator=gen)
@@ -408,7 +391,7 @@ def train_gan(
                 )
             run.restore(state)
             for log in logs:
-                _truncate_log(log, run.nimg / 1000.0)
+                run_log.truncate_after(log, run.nimg / 1000.0)
         else:
             for log in logs:
                 log.unlink(missing_ok=True)
@@ -438,20 +421,15 @@ def train_gan(
                 continue
             run.tick += 1
             seconds = time.perf_counter() - tick_start
-            record = {
-                "tick": run.tick,
-                "kimg": round(run.nimg / 1000.0, 6),
-                "sec_per_tick": round(seconds, 4),
-                "images_per_second": round((run.nimg - tick_nimg) / max(seconds, 1e-9), 2),
-                # Each rank's statistics are over its slice; the global batch's are the mean.
-                **{k: round(v / steps, 6) for k, v in ddp.mean_floats(sums, dist).items()},
-            }
+            # Each rank's statistics are over its slice; the global batch's are the mean.
+            means = {k: v / steps for k, v in ddp.mean_floats(sums, dist).items()}
+            record = run_log.tick_record(run.tick, run.nimg, tick_nimg, seconds, means)
             if run.ada is not None:
                 record["augment_p"] = round(run.ada.p, 6)
             if run.dp is not None:
                 record["epsilon"] = run.dp.epsilon()
             if main:
-                _append(out / "metrics.jsonl", record)
+                run_log.append(out / "metrics.jsonl", record)
                 progress(run.nimg, total, _tick_message(record))
             if run.tick % config.snapshot_ticks == 0 or done:
                 stopped_early = _snapshot(run, data, out, fid, grid_z, grid_labels, dataset_hash)
@@ -521,7 +499,7 @@ def _snapshot(
             improved = False  # choosing by FID against the training images is not private
         # Log first, checkpoint last: a kill in between resumes from the previous checkpoint,
         # which drops this record and logs the snapshot again, so the log never has a gap.
-        _append(out / "snapshots.jsonl", record)
+        run_log.append(out / "snapshots.jsonl", record)
         if improved:
             ckpt.save_atomic(state, out / BEST)
         ckpt.save_atomic(state, out / CHECKPOINT)
