@@ -150,3 +150,62 @@ async def sample(request: Request, job_id: int, db: DbDep, principal: Researcher
         return redirect(request, f"/jobs/{job_id}", flash=exc.message, kind="error")
     jobs.commit_and_enqueue(db, sampling)
     return redirect(request, f"/jobs/{sampling.id}", flash=f"Sampling job {sampling.id} queued.")
+
+
+TRANSLATE_FIELDS = ("resolution", "kimg", "batch_size", "tick_kimg", "snapshot_ticks", "seed")
+TRANSLATE_DEFAULTS = {
+    "resolution": "64",
+    "kimg": "10",
+    "batch_size": "1",
+    "tick_kimg": "1",
+    "snapshot_ticks": "5",
+    "seed": "0",
+    "split": "test",
+}
+
+
+def _translate_form(
+    db: DbDep, principal: Principal, values: dict[str, Any], errors: dict[str, str]
+) -> dict[str, Any]:
+    return {"datasets": _ready_datasets(db, principal), "values": values, "errors": errors}
+
+
+@router.get("/translate")
+def new_translation(request: Request, db: DbDep, principal: Researcher) -> Response:
+    context = _translate_form(db, principal, dict(TRANSLATE_DEFAULTS), {})
+    return render(request, "gans/translate.html", context)
+
+
+@router.post("/translate")
+async def launch_translation(request: Request, db: DbDep, principal: Researcher) -> Response:
+    form = await request.form()
+    keys = (*TRANSLATE_FIELDS, "dataset_a", "dataset_b", "name", "split")
+    values = {key: str(form.get(key, "")).strip() for key in keys}
+    try:
+        config: dict[str, Any] = {"device": "auto"}
+        for key in TRANSLATE_FIELDS:
+            try:
+                config[key] = float(values[key]) if "kimg" in key else int(values[key])
+            except ValueError:
+                raise SpecError(key, f"{values[key]!r} is not a number.") from None
+        chosen = []
+        for key in ("dataset_a", "dataset_b"):
+            try:
+                chosen.append(datasets.get_dataset(db, int(values[key]), principal))
+            except (ValueError, datasets.DatasetNotFound):
+                raise SpecError(key, "Choose one of your ready datasets.") from None
+        job = service.start_translation(
+            db,
+            owner_id=principal.user.id,
+            dataset_a=chosen[0],
+            dataset_b=chosen[1],
+            config=config,
+            name=values["name"] or f"{chosen[0].name} in the style of {chosen[1].name}",
+            split=values["split"] or None,
+        )
+    except SpecError as exc:
+        db.rollback()
+        context = _translate_form(db, principal, values, {exc.field: exc.message})
+        return render(request, "gans/translate.html", context, status_code=422)
+    jobs.commit_and_enqueue(db, job)
+    return redirect(request, f"/jobs/{job.id}", flash=f"Translation job {job.id} queued.")

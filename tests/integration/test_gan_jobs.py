@@ -210,3 +210,65 @@ def test_translate_job_imports_a_synthetic_set(sqlite_env: Env) -> None:
     assert len(images) == job.result["n_translated"] > 0
     assert {i.origin for i in images} == {Origin.synthetic}
     assert {i.source for i in images} == {job.result["group"]}
+
+
+def test_translate_form_validates_and_launches(sqlite_env: Env) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    owner = make_user("una", "una-password-1", "researcher")
+    ids = []
+    for name in ("A", "B"):
+        source = write_folder(sqlite_env.home / "imports" / name).root
+        with session_scope() as db:
+            dataset, job = start_import(
+                db,
+                owner_id=owner,
+                name=name,
+                source=source,
+                options=parse_import_options("folder", resolutions="16,32"),
+            )
+            db.commit()
+            ids.append(dataset.id)
+            job_id = job.id
+        execute(job_id)
+    with TestClient(create_app()) as client:
+        web = WebClient(client)
+        assert web.login("una", "una-password-1").status_code == 303
+        assert "Translate between datasets" in web.get("/jobs").text
+        form = {
+            "dataset_a": str(ids[0]),
+            "dataset_b": str(ids[1]),
+            "resolution": "32",
+            "kimg": "0.008",
+            "batch_size": "1",
+            "tick_kimg": "0.004",
+            "snapshot_ticks": "1",
+            "seed": "0",
+            "split": "test",
+            "name": "A as B",
+        }
+        bad = web.post_form(
+            "/gans/translate", {**form, "resolution": "64"}, token_from="/gans/translate"
+        )
+        assert bad.status_code == 422 and "not stored at that resolution" in bad.text
+        assert 'value="0.008"' in bad.text  # typed values kept
+        tiny = web.post_form(
+            "/gans/translate", {**form, "resolution": "16"}, token_from="/gans/translate"
+        )
+        assert tiny.status_code == 422 and "PatchGAN sees nothing at 16 px" in tiny.text
+        with session_scope() as db:
+            assert db.scalar(select(Job).where(Job.type == "translate")) is None
+        good = web.post_form(
+            "/gans/translate",
+            {**form, "resolution": "32"},
+            token_from="/gans/translate",
+            follow_redirects=False,
+        )
+        assert good.status_code == 303, good.text[-1500:]
+        job_id = int(re.fullmatch(r"/jobs/(\d+)", good.headers["location"]).group(1))
+    job = _job(job_id)
+    assert job.type == "translate" and job.owner_id == owner
+    assert job.params["config"]["resolution"] == 32 and job.params["name"] == "A as B"
+    assert job.params["dataset_a_id"] == ids[0] and job.params["translate_split"] == "test"
