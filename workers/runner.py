@@ -10,7 +10,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from app.config import get_settings
 from app.db import session_scope
-from app.jobs.outcomes import on_job_finished
+from app.gans.service import OutputImportError
+from app.jobs.outcomes import before_success, on_job_finished
 from app.jobs.service import artefact_dir_for
 from app.models import Job, JobStatus
 from app.models.types import utcnow
@@ -102,4 +103,13 @@ def execute(job_id: int, worker: str = "in-process", *, listener: ProgressFn | N
             error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}"[:8000],
         )
     else:
+        try:
+            result = {**result, **before_success(job_id, job_type, result)}
+        except OutputImportError as exc:
+            _finish(job_id, JobStatus.failed, error=str(exc))
+            return
+        except Exception as exc:
+            log.exception("job %s: storing its outputs failed", job_id)
+            _finish(job_id, JobStatus.failed, error=f"Storing the outputs failed: {exc}")
+            return
         _finish(job_id, JobStatus.succeeded, result=result, progress=1.0, message="done")

@@ -14,11 +14,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db import session_scope
 from app.jobs.service import create_job
 from app.jobs.specs import SpecError, sample_spec, train_gan_spec, translate_spec
-from app.models import Dataset, DatasetStatus, Job, JobStatus
+from app.models import Dataset, DatasetStatus, ImageSet, Job
 from ml.training.gan import CHECKPOINT, GanConfig
 
 MAX_PER_CLASS = 10_000
@@ -143,35 +145,50 @@ def start_translation(
     return create_job(db, translate_spec(params, queue), owner_id=owner_id)
 
 
-def record_samples(db: Session, job: Job) -> None:
-    """After a successful sampling job: import its samples as a synthetic image set."""
+class OutputImportError(RuntimeError):
+    """The job's images could not become an image set; the message says why."""
+
+
+def import_outputs(job_id: int, result: dict[str, Any]) -> dict[str, Any]:
+    """After a sampling or translation job's handler succeeded, before the job is marked
+    succeeded: import its images as a synthetic image set, in a transaction of its own.
+
+    Run by the worker between the handler and the final status, so a job is never seen as
+    succeeded without its set. Idempotent: a retried job whose set already exists (the worker
+    died after the import) finds it by the job id in its description instead of importing
+    twice. Returns the fields to add to the job's result.
+    """
     from app.imagesets.service import IngestError, create_image_set
 
-    if job.type not in ("sample", "translate") or job.status is not JobStatus.succeeded:
-        return
-    if not job.result:
-        return
-    if job.owner_id is None:
-        return  # a command-line run without an owner: the samples stay in its folder
-    result = dict(job.result)
-    if result.get("image_set_id"):
-        return
-    try:
-        image_set = create_image_set(
-            db,
-            owner_id=job.owner_id,
-            name=job.params["name"],
-            default_origin=None,
-            upload_path_or_file=Path(result["zip"]),
-            description=_set_description(job, result),
+    with session_scope() as db:
+        job = db.get(Job, job_id)
+        if job is None or job.type not in ("sample", "translate") or job.owner_id is None:
+            return {}  # a command-line run without an owner: the images stay in its folder
+        description = _set_description(job, result)
+        marker = description.split(" (", 1)[0] + " ("
+        existing = db.scalar(
+            select(ImageSet.id).where(
+                ImageSet.owner_id == job.owner_id, ImageSet.description.startswith(marker)
+            )
         )
-    except IngestError as exc:
-        job.status = JobStatus.failed
-        job.error = "The samples could not be imported as an image set: " + "; ".join(exc.errors)
-        return
-    image_set.kind = "sampling" if job.type == "sample" else "translation"
-    result["image_set_id"] = image_set.id
-    job.result = result
+        if existing is not None:
+            return {"image_set_id": existing}
+        try:
+            image_set = create_image_set(
+                db,
+                owner_id=job.owner_id,
+                name=job.params["name"],
+                default_origin=None,
+                upload_path_or_file=Path(result["zip"]),
+                description=description,
+            )
+        except IngestError as exc:
+            raise OutputImportError(
+                "The images could not be imported as an image set: " + "; ".join(exc.errors)
+            ) from None
+        image_set.kind = "sampling" if job.type == "sample" else "translation"
+        db.commit()
+        return {"image_set_id": image_set.id}
 
 
 def _set_description(job: Job, result: dict[str, Any]) -> str:

@@ -4,6 +4,8 @@ disagree."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from app.models import Job
@@ -11,7 +13,15 @@ from app.models import Job
 
 def on_job_finished(db: Session, job: Job) -> None:
     from app.datasets.service import record_outcome
-    from app.gans.service import record_samples
 
     record_outcome(db, job)
-    record_samples(db, job)
+
+
+def before_success(job_id: int, job_type: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Work that must be done before a job may be called succeeded (in its own transaction);
+    returns fields to add to the result. Raises `OutputImportError` to fail the job instead."""
+    if job_type in ("sample", "translate"):
+        from app.gans.service import import_outputs
+
+        return import_outputs(job_id, result)
+    return {}

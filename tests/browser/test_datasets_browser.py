@@ -27,7 +27,7 @@ def test_import_a_dataset_and_write_a_subset(page: Page, sqlite_env, server_fact
     page.get_by_label("Username").fill("rosa")
     page.get_by_label("Password").fill("rosa-password-1")
     page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("link", name="Datasets").click()
+    page.get_by_role("link", name="Datasets", exact=True).click()
     expect(page).to_have_url(re.compile(r"/datasets$"))
 
     page.get_by_label("Name", exact=True).fill("Kermany val")

@@ -210,6 +210,12 @@ def test_translate_job_imports_a_synthetic_set(sqlite_env: Env) -> None:
     assert len(images) == job.result["n_translated"] > 0
     assert {i.origin for i in images} == {Origin.synthetic}
     assert {i.source for i in images} == {job.result["group"]}
+    # A retried job (worker died after the import) finds its set instead of importing again.
+    from app.gans.service import import_outputs
+
+    assert import_outputs(job_id, job.result) == {"image_set_id": image_set.id}
+    with session_scope() as db:
+        assert len(list(db.scalars(select(ImageSet).where(ImageSet.name == "A in B's style")))) == 1
 
 
 def test_translate_form_validates_and_launches(sqlite_env: Env) -> None:
