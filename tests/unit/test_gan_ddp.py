@@ -22,13 +22,12 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from gan_fixtures import ConstantFeatures, write_two_sided
 from torch import nn
 
 import ml.training.gan as gan
-from ml.data.store import DatasetWriter
 from ml.networks.gan import build_gan
 from ml.sampling import load_generator, sample_images
 from ml.training import distributed as ddp
@@ -54,28 +53,6 @@ def _config(extractor: Path) -> GanConfig:
         fid_images=16,
         fid_patience=1,
     )
-
-
-class _Constant(nn.Module):
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.ones(images.shape[0], 4) + 0.0 * images.mean()
-
-
-def _dataset(root: Path, n: int = 24) -> Path:
-    """Two classes: a bright left half vs a bright right half."""
-    writer = DatasetWriter(root, (16,), n, label_names=("left", "right"))
-    rng = np.random.default_rng(0)
-    splits = {}
-    for i in range(n):
-        image = rng.uniform(0.0, 0.2, (20, 20))
-        side = i % 2
-        image[:, side * 10 : side * 10 + 10] += 0.7
-        key = f"k{i:03d}"
-        labels = {"left": int(side == 0), "right": int(side == 1)}
-        writer.add(key, f"p{i}", labels, f"{i:064x}", np.clip(image, 0, 1))
-        splits[key] = "train" if i < n - 4 else "test"
-    writer.finish(splits, fsync=False)
-    return root
 
 
 class _HalvedBatchNorm(nn.BatchNorm2d):
@@ -145,10 +122,10 @@ def _weights(state: dict, part: str) -> dict[str, torch.Tensor]:
 def test_two_processes_train_what_one_process_trains(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = _dataset(tmp_path / "data")
+    data = write_two_sided(tmp_path / "data")
     extractor = tmp_path / "flat.pt"
     with pytest.warns(DeprecationWarning):  # torch.jit.script: still how extractors are saved
-        torch.jit.script(_Constant()).save(str(extractor))
+        torch.jit.script(ConstantFeatures()).save(str(extractor))
     config = _config(extractor)
     proc = _torchrun(data, tmp_path / "ddp", config, tmp_path / "result.json")
     if proc.returncode != 0 and "SIGABRT" in proc.stderr:

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from gan_fixtures import write_two_sided
 from opacus.accountants.analysis import rdp as rdp_analysis
 from opacus.accountants.rdp import RDPAccountant
 
-from ml.data.store import DatasetWriter
 from ml.networks.gan import build_gan
 from ml.progress import Stopped
 from ml.training.gan import GanConfig, train_gan
@@ -36,26 +36,9 @@ N_TRAIN = 20  # _dataset keeps 4 of its 24 images for the test split
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 
 
-def _dataset(root: Path, n: int = 24) -> Path:
-    """Two classes: a bright left half vs a bright right half."""
-    writer = DatasetWriter(root, (16,), n, label_names=("left", "right"))
-    rng = np.random.default_rng(0)
-    splits = {}
-    for i in range(n):
-        image = rng.uniform(0.0, 0.2, (20, 20))
-        side = i % 2
-        image[:, side * 10 : side * 10 + 10] += 0.7
-        key = f"k{i:03d}"
-        labels = {"left": int(side == 0), "right": int(side == 1)}
-        writer.add(key, f"p{i}", labels, f"{i:064x}", np.clip(image, 0, 1))
-        splits[key] = "train" if i < n - 4 else "test"
-    writer.finish(splits, fsync=False)
-    return root
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _dataset(tmp_path_factory.mktemp("dp") / "data")
+    return write_two_sided(tmp_path_factory.mktemp("dp") / "data")
 
 
 def _config(**overrides: object) -> GanConfig:

@@ -12,8 +12,8 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from gan_fixtures import ConstantFeatures, write_two_sided
 
-from ml.data.store import DatasetWriter
 from ml.progress import Stopped
 from ml.sampling import sample_images
 from ml.training.early_stopping import FidPatience
@@ -35,26 +35,9 @@ TINY: dict[str, dict] = {
 }
 
 
-def _dataset(root: Path, n: int = 24) -> Path:
-    """Two visually different classes: a bright left half vs a bright right half."""
-    writer = DatasetWriter(root, (16,), n, label_names=("left", "right"))
-    rng = np.random.default_rng(0)
-    splits = {}
-    for i in range(n):
-        image = rng.uniform(0.0, 0.2, (20, 20))
-        side = i % 2
-        image[:, side * 10 : side * 10 + 10] += 0.7
-        key = f"k{i:03d}"
-        labels = {"left": int(side == 0), "right": int(side == 1)}
-        writer.add(key, f"p{i}", labels, f"{i:064x}", np.clip(image, 0, 1))
-        splits[key] = "train" if i < n - 4 else "test"
-    writer.finish(splits, fsync=False)
-    return root
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _dataset(tmp_path_factory.mktemp("gan") / "data")
+    return write_two_sided(tmp_path_factory.mktemp("gan") / "data")
 
 
 def _config(arch: str = "dcgan", **overrides: object) -> GanConfig:
@@ -112,7 +95,7 @@ def test_resume_after_a_stop_ends_with_the_same_weights(data: Path, tmp_path: Pa
 
 def test_early_stopping_fires_on_a_fid_plateau(data: Path, tmp_path: Path) -> None:
     # Features that ignore the image make FID constant: a plateau from the first snapshot.
-    flat = torch.jit.script(_Constant())
+    flat = torch.jit.script(ConstantFeatures())
     extractor = tmp_path / "flat.pt"
     flat.save(str(extractor))
     config = _config(kimg=1.0, fid_features=str(extractor), fid_images=16, fid_patience=2)
@@ -124,11 +107,6 @@ def test_early_stopping_fires_on_a_fid_plateau(data: Path, tmp_path: Path) -> No
     ]
     assert [s["fid"] for s in shots] == [pytest.approx(0.0, abs=1e-6)] * 3
     assert (tmp_path / "run" / "best.pt").exists()
-
-
-class _Constant(torch.nn.Module):
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.ones(images.shape[0], 4) + 0.0 * images.mean()
 
 
 def test_patience_rule() -> None:
