@@ -30,6 +30,10 @@ cli.add_typer(dataset_cli, name="dataset")
 from app.gans.cli import run_cli  # noqa: E402
 
 cli.add_typer(run_cli, name="run")
+# Registers the evaluation commands on run_cli as a side effect of the import.
+from app.evaluation.cli import imageset_cli  # noqa: E402
+
+cli.add_typer(imageset_cli, name="imageset")
 
 
 def progress_bar() -> Progress:
@@ -186,6 +190,11 @@ def demo(
         console.print(f"  demo dataset: {url}/datasets/{info['dataset_id']}")
     if info.get("gan_job_id"):
         console.print(f"  demo GAN training run: {url}/jobs/{info['gan_job_id']}")
+        console.print(f"  its benchmark: {url}/gans/{info['gan_job_id']}/benchmark")
+    if info.get("sweep_id"):
+        console.print(f"  a sweep running now: {url}/sweeps/{info['sweep_id']}")
+    if info.get("dataset_id"):
+        console.print(f"  benchmark dashboard: {url}/datasets/{info['dataset_id']}/benchmark")
     if serve_after:
         serve(host=host, port=port, embedded_worker=True, web_workers=1)
 

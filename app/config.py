@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # paths); the CLI, run by whoever owns the machine, may import from anywhere.
     # Empty means ``home/imports``. Set as JSON: SYNTHBENCH_IMPORT_ROOTS='["/data/chexpert"]'.
     import_roots: list[Path] = Field(default_factory=list)
+    # Energy and CO2 of every job attempt, estimated by codecarbon's offline tracker (no network);
+    # the grid's carbon intensity comes from this country (ISO 3166-1 alpha-3).
+    energy_tracking: bool = True
+    co2_country: str = "USA"
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'synthbench.sqlite'}"

@@ -15,7 +15,9 @@ from app.datasets.service import find_by_name, start_import, start_subset
 from app.db import session_scope
 from app.demo_content import PCA_SOURCE, real_zip, simulated_ratings_csv, synthetic_zip
 from app.demo_datasets import write_folder_dataset
+from app.demo_evaluation import demo_evaluation
 from app.demo_gan import demo_gan
+from app.demo_workspace import demo_workspace
 from app.domain.reader_study import StudyDesign
 from app.imagesets.service import create_image_set
 from app.jobs.service import JobSpec, create_job
@@ -138,7 +140,7 @@ def _demo_study(db: Session, researcher: User, reader: User, set_ids: list[int])
 
 
 def load_demo(progress: ProgressFn = no_progress) -> dict[str, Any]:
-    steps = 8
+    steps = 10
     progress(0, steps, "migrating database")
     upgrade()
     progress(1, steps, "creating demo accounts")
@@ -187,10 +189,15 @@ def load_demo(progress: ProgressFn = no_progress) -> dict[str, Any]:
     dataset_id = _demo_datasets(researcher_id, collection)
     progress(7, steps, "training a tiny GAN on the demo X-rays (about a minute on a CPU)")
     gan_job_id = demo_gan(researcher_id, dataset_id)
-    progress(8, steps, "demo ready")
+    progress(8, steps, "benchmarking the GAN's samples (classifiers, FID, neighbours, attribution)")
+    demo_evaluation(researcher_id, gan_job_id)
+    progress(9, steps, "a reader study from the GAN's samples; queuing a small sweep")
+    sweep_id = demo_workspace(researcher_id, dataset_id, gan_job_id)
+    progress(10, steps, "demo ready")
     return {
         "invite_link_path": invite_path,
         "study_id": study_id,
         "dataset_id": dataset_id,
         "gan_job_id": gan_job_id,
+        "sweep_id": sweep_id,
     }

@@ -19,14 +19,17 @@ from app.config import get_settings
 from app.datasets.routes import router as datasets_router
 from app.db import get_sessionmaker
 from app.deps import Forbidden, LoginRequired, MaybeUser
+from app.evaluation.routes import router as evaluation_router
 from app.gans.routes import router as gans_router
 from app.imagesets.routes import router as imagesets_router
 from app.jobs import service as job_service
 from app.jobs.routes import router as jobs_router
 from app.reading.routes import router as reading_router
+from app.studies.from_samples_routes import router as study_from_samples_router
 from app.studies.results_routes import router as results_router
 from app.studies.routes import StudyNotFound
 from app.studies.routes import router as studies_router
+from app.sweeps.routes import router as sweeps_router
 from app.web.health import router as health_router
 from app.web.security import SecurityMiddleware, csrf_protect
 from app.web.templating import ROOT, redirect, render
@@ -92,6 +95,9 @@ def create_app() -> FastAPI:
         jobs_router,
         datasets_router,
         gans_router,
+        evaluation_router,
+        sweeps_router,
+        study_from_samples_router,
         imagesets_router,
         # Fixed paths (/studies/import) before /studies/{study_id} in the studies router.
         results_router,

@@ -19,6 +19,7 @@ from ml.data.prepare import prepare_dataset
 from ml.data.store import DatasetInfo
 from ml.data.versions import derive_subset
 from ml.progress import ProgressFn, StopFn
+from workers.evaluation import attribution, evaluate_fidelity, nearest_neighbours, train_classifier
 from workers.translate import translate
 
 Handler = Callable[[dict[str, Any], Path, ProgressFn, StopFn], dict[str, Any]]
@@ -155,4 +156,8 @@ HANDLERS: dict[str, Handler] = {
     "train_gan": train_gan,
     "sample": sample,
     "translate": translate,
+    "train_classifier": train_classifier,
+    "evaluate_fidelity": evaluate_fidelity,
+    "nearest_neighbours": nearest_neighbours,
+    "attribution": attribution,
 }

@@ -11,11 +11,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 from app.config import get_settings
 from app.db import session_scope
 from app.gans.service import OutputImportError
-from app.jobs.outcomes import before_success, on_job_finished
+from app.jobs.outcomes import after_success, before_success, on_job_finished
 from app.jobs.service import artefact_dir_for
 from app.models import Job, JobStatus
 from app.models.types import utcnow
 from ml.progress import ProgressFn, Stopped
+from workers.energy import add_attempt, measure
 from workers.handlers import HANDLERS
 from workers.reporting import JobCancelled, JobReporter
 
@@ -64,11 +65,13 @@ def _start(job_id: int, worker: str) -> tuple[str, dict, Path] | None:
         return job.type, dict(job.params), artefacts
 
 
-def _finish(job_id: int, status: JobStatus, **values: object) -> None:
+def _finish(job_id: int, status: JobStatus, attempt: dict | None = None, **values: object) -> None:
     with session_scope() as db:
         job = db.get(Job, job_id)
         if job is None:
             return
+        if attempt is not None:
+            job.resources = add_attempt(job.resources, attempt)
         job.status = status
         job.finished_at = utcnow()
         for key, value in values.items():
@@ -81,6 +84,9 @@ def execute(job_id: int, worker: str = "in-process", *, listener: ProgressFn | N
     (the CLI's progress bar); the database still gets the throttled writes."""
     started = _start(job_id, worker)
     if started is None:
+        # A redelivered job that had already succeeded: its worker may have died before
+        # continuing the job's sweep (idempotent, and a no-op for jobs outside sweeps).
+        after_success(job_id)
         return
     job_type, params, artefacts = started
     artefacts.mkdir(parents=True, exist_ok=True)
@@ -88,28 +94,35 @@ def execute(job_id: int, worker: str = "in-process", *, listener: ProgressFn | N
     if handler is None:
         _finish(job_id, JobStatus.failed, error=f"No handler for job type {job_type!r}.")
         return
+    settings = get_settings()
+    usage: dict = {}
     try:
-        with JobReporter(job_id, listener=listener) as reporter:
+        with (
+            measure(tracking=settings.energy_tracking, country=settings.co2_country) as usage,
+            JobReporter(job_id, listener=listener) as reporter,
+        ):
             result = handler(params, artefacts, reporter.progress, reporter.should_stop)
     except (Stopped, JobCancelled) as exc:
-        _finish(job_id, JobStatus.cancelled, message=f"cancelled: {exc}")
+        _finish(job_id, JobStatus.cancelled, usage, message=f"cancelled: {exc}")
     except SoftTimeLimitExceeded:
-        _finish(job_id, JobStatus.failed, error="The job ran past its time limit.")
+        _finish(job_id, JobStatus.failed, usage, error="The job ran past its time limit.")
     except Exception as exc:
         log.exception("job %s failed", job_id)
         _finish(
             job_id,
             JobStatus.failed,
+            usage,
             error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}"[:8000],
         )
     else:
         try:
             result = {**result, **before_success(job_id, job_type, result)}
         except OutputImportError as exc:
-            _finish(job_id, JobStatus.failed, error=str(exc))
+            _finish(job_id, JobStatus.failed, usage, error=str(exc))
             return
         except Exception as exc:
             log.exception("job %s: storing its outputs failed", job_id)
-            _finish(job_id, JobStatus.failed, error=f"Storing the outputs failed: {exc}")
+            _finish(job_id, JobStatus.failed, usage, error=f"Storing the outputs failed: {exc}")
             return
-        _finish(job_id, JobStatus.succeeded, result=result, progress=1.0, message="done")
+        _finish(job_id, JobStatus.succeeded, usage, result=result, progress=1.0, message="done")
+        after_success(job_id)

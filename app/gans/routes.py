@@ -12,14 +12,14 @@ from starlette.datastructures import FormData
 from app.auth.service import Principal
 from app.datasets import service as datasets
 from app.deps import DbDep, Researcher
-from app.gans import service
+from app.gans import estimates, service
 from app.gans.options import FIELDS, PRESETS, gan_config
 from app.jobs import service as jobs
 from app.jobs.specs import QUEUES, SpecError
 from app.models import Dataset, DatasetStatus, Job
 from app.web.templating import redirect, render
 from ml.networks.gan import ARCHS
-from ml.training.gan import AUGMENTS
+from ml.training.gan import AUGMENTS, GanConfig
 
 router = APIRouter(prefix="/gans")
 FORM_FIELDS = (
@@ -74,23 +74,45 @@ def new_training(
     return render(request, "gans/new.html", _form(db, principal, values, {}))
 
 
+def _checked(db: DbDep, principal: Principal, values: dict[str, str]) -> tuple[Dataset, GanConfig]:
+    """The form's dataset and settings, checked: shared by the launch and the estimate, so
+    the estimate describes exactly the run that "Start training" would queue."""
+    try:
+        dataset_id = int(values["dataset"])
+        dataset = datasets.get_dataset(db, dataset_id, principal)
+    except (ValueError, datasets.DatasetNotFound):
+        raise SpecError("dataset", "Choose one of your ready datasets.") from None
+    given = {k: values[k] for k in FORM_FIELDS if k in FIELDS}
+    config = gan_config(
+        given,
+        preset=values["preset"] or None,
+        resolutions=tuple(dataset.info.get("resolutions", [])),
+    )
+    return dataset, config
+
+
+@router.get("/estimate")
+def estimate_fragment(request: Request, db: DbDep, principal: Researcher) -> Response:
+    """Memory and run-time estimate for the form's current values (htmx fragment)."""
+    query = request.query_params
+    values = {key: str(query.get(key, "")).strip() for key in (*FORM_FIELDS, "preset", "dataset")}
+    context: dict[str, Any] = {"estimate": None, "error": None}
+    try:
+        dataset, config = _checked(db, principal, values)
+        context["estimate"] = estimates.estimate(db, dataset, config)
+    except SpecError as exc:
+        # 200, not 422: htmx swaps only successful responses, and the message is the answer.
+        context["error"] = exc.message
+    return render(request, "gans/estimate.html", context)
+
+
 @router.post("")
 async def launch_training(request: Request, db: DbDep, principal: Researcher) -> Response:
     form: FormData = await request.form()
     values = {key: str(form.get(key, "")).strip() for key in (*FORM_FIELDS, "preset", "queue")}
     values["dataset"] = str(form.get("dataset", ""))
     try:
-        try:
-            dataset_id = int(values["dataset"])
-            dataset = datasets.get_dataset(db, dataset_id, principal)
-        except (ValueError, datasets.DatasetNotFound):
-            raise SpecError("dataset", "Choose one of your ready datasets.") from None
-        given = {k: values[k] for k in FORM_FIELDS if k in FIELDS}
-        config = gan_config(
-            given,
-            preset=values["preset"] or None,
-            resolutions=tuple(dataset.info.get("resolutions", [])),
-        )
+        dataset, config = _checked(db, principal, values)
         job = service.start_training(
             db, owner_id=principal.user.id, dataset=dataset, config=config, queue=values["queue"]
         )
@@ -103,14 +125,7 @@ async def launch_training(request: Request, db: DbDep, principal: Researcher) ->
 
 
 def _training_job(db: DbDep, job_id: int, principal: Principal) -> Job:
-    job = db.get(Job, job_id)
-    if (
-        job is None
-        or job.type != "train_gan"
-        or (not principal.is_admin and job.owner_id != principal.user.id)
-    ):
-        raise HTTPException(404, f"There is no training job #{job_id} you can see.")
-    return job
+    return jobs.visible_job(db, job_id, principal, "train_gan", "training job")
 
 
 @router.get("/{job_id}/grid")

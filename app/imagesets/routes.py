@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from app.auth.service import Principal
 from app.config import get_settings
 from app.deps import DbDep, Researcher
+from app.evaluation.service import latest_release_verdict
 from app.imagesets import service
 from app.imagesets.storage import blinded_path
 from app.models import Origin
@@ -140,6 +141,7 @@ def image_set_page(
         "images": images,
         "page": page,
         "pages": max(1, math.ceil(summary.total / PAGE_SIZE)),
+        "verdict": latest_release_verdict(db, principal, image_set.id),
     }
     return render(request, "imagesets/detail.html", context)
 

@@ -4,11 +4,14 @@ disagree."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.models import Job
+
+log = logging.getLogger(__name__)
 
 
 def on_job_finished(db: Session, job: Job) -> None:
@@ -25,3 +28,16 @@ def before_success(job_id: int, job_type: str, result: dict[str, Any]) -> dict[s
 
         return import_outputs(job_id, result)
     return {}
+
+
+def after_success(job_id: int) -> None:
+    """Work that follows a success once the transaction that ended the job has committed (a
+    subset's dataset is ready then, a sample's image set exists): a sweep's next jobs. Never
+    raises: the job has succeeded whatever happens here, and a later continuation of the same
+    sweep catches up on what this one could not do."""
+    from app.sweeps.service import continue_sweep
+
+    try:
+        continue_sweep(job_id)
+    except Exception:
+        log.exception("continuing the sweep of job %s failed", job_id)

@@ -1,4 +1,4 @@
-"""Job list, launch form, job page with live progress, cancel."""
+"""Job list, launch form, job page with live progress, cancel, retry and clone."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import mimetypes
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from app.auth.service import Principal
 from app.deps import DbDep, Researcher
-from app.jobs import service
-from app.jobs.specs import JOB_TYPES, QUEUES, SpecError, image_stats_spec
+from app.jobs import clone, files, service
+from app.jobs.specs import EVALUATION_TYPES, JOB_TYPES, QUEUES, SpecError, image_stats_spec
 from app.models import Job
 from app.web.templating import redirect, render
 from ml.data.collections import available_collections
@@ -42,10 +42,23 @@ def _form_context(errors: dict[str, str] | None = None, values: dict[str, str] |
     }
 
 
+def _list_context(db: DbDep, principal: Principal, page: int = 1) -> dict[str, Any]:
+    listing = service.job_page(db, owner_id=_visible_owner(principal), page=page)
+    return {
+        "jobs": listing.jobs,
+        "listing": listing,
+        "live": any(not j.status.finished for j in listing.jobs),
+    }
+
+
 @router.get("")
-def job_list(request: Request, db: DbDep, principal: Researcher) -> Response:
-    jobs = service.list_jobs(db, owner_id=_visible_owner(principal))
-    context = {"jobs": jobs, "live": any(not j.status.finished for j in jobs), **_form_context()}
+def job_list(
+    request: Request,
+    db: DbDep,
+    principal: Researcher,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+) -> Response:
+    context = {**_list_context(db, principal, page), **_form_context()}
     if request.headers.get("hx-request"):
         return render(request, "jobs/list.html", context, block="job_table")
     return render(request, "jobs/list.html", context)
@@ -62,16 +75,29 @@ def launch(
     try:
         spec = image_stats_spec(collection, queue)
     except SpecError as exc:
-        jobs = service.list_jobs(db, owner_id=_visible_owner(principal))
         values = {"collection": collection, "queue": queue}
-        context = {"jobs": jobs, "live": False, **_form_context({exc.field: exc.message}, values)}
+        context = {
+            **_list_context(db, principal),
+            **_form_context({exc.field: exc.message}, values),
+            "live": False,
+        }
         return render(request, "jobs/list.html", context, status_code=422)
     job = service.submit(db, spec, owner_id=principal.user.id)
     return redirect(request, f"/jobs/{job.id}", flash=f"Job {job.id} queued.")
 
 
 def _page_context(job: Job) -> dict[str, Any]:
-    context: dict[str, Any] = {"job": job}
+    from app.evaluation.views import FIDELITY_METRICS
+
+    context: dict[str, Any] = {
+        "job": job,
+        "evaluation_types": EVALUATION_TYPES,
+        "fidelity_metrics": FIDELITY_METRICS,
+        "artefacts": files.list_artefacts(job.artefact_dir),
+        "log_tail": files.log_tail(job.artefact_dir),
+        "rerunnable": job.type not in clone.NOT_RERUNNABLE,
+        "retryable": job.status in clone.RETRYABLE and job.type not in clone.NOT_RERUNNABLE,
+    }
     if job.type == "train_gan":
         from app.gans.views import training_view
 
@@ -110,3 +136,57 @@ def cancel(request: Request, job_id: int, db: DbDep, principal: Researcher) -> R
         return redirect(request, f"/jobs/{job.id}", flash="The job had already ended.")
     service.request_cancel(db, job)
     return redirect(request, f"/jobs/{job.id}", flash="Cancellation requested.")
+
+
+@router.post("/{job_id}/retry")
+def retry(request: Request, job_id: int, db: DbDep, principal: Researcher) -> Response:
+    job = _job_for(db, job_id, principal)
+    try:
+        spec = clone.retry_spec(job)
+    except SpecError as exc:
+        return redirect(request, f"/jobs/{job.id}", flash=exc.message, kind="error")
+    new = service.resubmit(db, job, spec)
+    return redirect(request, f"/jobs/{new.id}", flash=f"Job {new.id} queued: a retry of {job.id}.")
+
+
+def _clone_context(
+    job: Job, values: dict[str, str], error: SpecError | None = None
+) -> dict[str, Any]:
+    return {
+        "job": job,
+        "queues": QUEUES,
+        "job_types": JOB_TYPES,
+        "values": values,
+        "errors": {error.field: error.message} if error else {},
+        "max_kb": clone.MAX_PARAMS_BYTES // 1024,
+    }
+
+
+@router.get("/{job_id}/clone")
+def clone_form(request: Request, job_id: int, db: DbDep, principal: Researcher) -> Response:
+    job = _job_for(db, job_id, principal)
+    if job.type in clone.NOT_RERUNNABLE:
+        message = f"A {job.type} job cannot be cloned. {clone.NOT_RERUNNABLE[job.type]}"
+        return redirect(request, f"/jobs/{job.id}", flash=message, kind="error")
+    values = {"type": job.type, "queue": job.queue, "params": clone.editable_json(job)}
+    return render(request, "jobs/clone.html", _clone_context(job, values))
+
+
+@router.post("/{job_id}/clone")
+def clone_job(
+    request: Request,
+    job_id: int,
+    db: DbDep,
+    principal: Researcher,
+    params: Annotated[str, Form()] = "",
+    job_type: Annotated[str, Form(alias="type", max_length=50)] = "",
+    queue: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    job = _job_for(db, job_id, principal)
+    try:
+        spec = clone.clone_spec(job, job_type, queue, params)
+    except SpecError as exc:
+        values = {"type": job_type, "queue": queue, "params": params}
+        return render(request, "jobs/clone.html", _clone_context(job, values, exc), status_code=422)
+    new = service.resubmit(db, job, spec)
+    return redirect(request, f"/jobs/{new.id}", flash=f"Job {new.id} queued: a clone of {job.id}.")

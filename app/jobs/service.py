@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.auth.service import Principal
 from app.config import get_settings
 from app.jobs.outcomes import on_job_finished
 from app.jobs.specs import JobSpec
@@ -17,6 +19,21 @@ from app.models.types import utcnow
 
 class JobNotFound(LookupError):
     pass
+
+
+def visible_job(db: Session, job_id: int, principal: Principal, job_type: str, noun: str) -> Job:
+    """The job if it is of `job_type` and the principal may see it; otherwise a 404 that says
+    the same whether the id is missing or someone else's (ids are not confirmed)."""
+    from fastapi import HTTPException
+
+    job = db.get(Job, job_id)
+    if (
+        job is None
+        or job.type != job_type
+        or (not principal.is_admin and job.owner_id != principal.user.id)
+    ):
+        raise HTTPException(404, f"There is no {noun} #{job_id} you can see.")
+    return job
 
 
 def task_name(job_type: str) -> str:
@@ -70,11 +87,39 @@ def get_job(db: Session, job_id: int) -> Job:
     return job
 
 
-def list_jobs(db: Session, *, owner_id: int | None, limit: int = 100) -> list[Job]:
-    query = select(Job).order_by(Job.id.desc()).limit(limit)
+def list_jobs(db: Session, *, owner_id: int | None, limit: int = 100, offset: int = 0) -> list[Job]:
+    query = select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)
     if owner_id is not None:
         query = query.where(Job.owner_id == owner_id)
     return list(db.scalars(query))
+
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    page: int
+    pages: int
+    total: int
+
+
+def job_page(db: Session, *, owner_id: int | None, page: int, size: int = PAGE_SIZE) -> JobPage:
+    """One page of the job list, newest first; a page past the end shows the last one."""
+    count = select(func.count()).select_from(Job)
+    if owner_id is not None:
+        count = count.where(Job.owner_id == owner_id)
+    total = int(db.scalar(count) or 0)
+    pages = max(1, -(-total // size))
+    page = min(max(page, 1), pages)
+    jobs = list_jobs(db, owner_id=owner_id, limit=size, offset=(page - 1) * size)
+    return JobPage(jobs, page, pages, total)
+
+
+def resubmit(db: Session, source: Job, spec: JobSpec) -> Job:
+    """A retry or clone of `source`: a new job of the same owner, committed and enqueued."""
+    return submit(db, spec, owner_id=source.owner_id)
 
 
 def request_cancel(db: Session, job: Job) -> None:

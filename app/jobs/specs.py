@@ -46,7 +46,21 @@ JOB_TYPES: dict[str, JobType] = {
     "translate": JobType(
         "translate", "CycleGAN: translate one dataset into another's style", "gpu"
     ),
+    "train_classifier": JobType(
+        "train_classifier", "Train a classifier on real, synthetic or mixed images", "gpu"
+    ),
+    "evaluate_fidelity": JobType(
+        "evaluate_fidelity", "Fidelity: FID, KID, precision/recall against real", "gpu"
+    ),
+    "nearest_neighbours": JobType(
+        "nearest_neighbours", "Privacy: nearest real neighbours of synthetic images", "gpu"
+    ),
+    "attribution": JobType(
+        "attribution", "Attribution maps of two classifiers side by side", "gpu"
+    ),
 }
+
+EVALUATION_TYPES = ("train_classifier", "evaluate_fidelity", "nearest_neighbours", "attribution")
 
 
 def _queue(queue: str | None, job_type: str) -> str:
@@ -102,3 +116,10 @@ def sample_spec(
 def translate_spec(params: dict[str, Any], queue: str | None) -> JobSpec:
     """`params`: dataset_a/b ids, paths and hashes, a CycleGanConfig dict, name, split."""
     return JobSpec("translate", _queue(queue, "translate"), params)
+
+
+def evaluation_spec(job_type: str, params: dict[str, Any], queue: str | None) -> JobSpec:
+    """`params` come from `app.evaluation.options` (already checked)."""
+    if job_type not in EVALUATION_TYPES:
+        raise SpecError("type", f"Unknown evaluation job type {job_type!r}.")
+    return JobSpec(job_type, _queue(queue, job_type), params)

@@ -14,6 +14,7 @@ from app.models.study import (
     StudyKind,
     StudyReader,
 )
+from app.models.sweep import Sweep
 from app.models.user import Role, User, WebSession
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "StudyItem",
     "StudyKind",
     "StudyReader",
+    "Sweep",
     "User",
     "WebSession",
 ]

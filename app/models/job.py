@@ -6,7 +6,17 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Enum, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -27,6 +37,9 @@ class JobStatus(enum.StrEnum):
 
 class Job(Base):
     __tablename__ = "jobs"
+    # One job per step of a sweep: a continuation that runs twice (a redelivered job, two
+    # workers finishing at once) cannot create a step's job twice.
+    __table_args__ = (UniqueConstraint("sweep_id", "sweep_step", name="uq_jobs_sweep_step"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     type: Mapped[str] = mapped_column(String(50), index=True)
@@ -48,3 +61,10 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Wall time, device and energy/CO2 estimate, summed over attempts (workers/energy.py).
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Set on the jobs a sweep created (app.sweeps): which sweep, and which of its steps.
+    sweep_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sweeps.id", name="fk_jobs_sweep_id", use_alter=True), nullable=True, index=True
+    )
+    sweep_step: Mapped[str | None] = mapped_column(String(100), nullable=True)

@@ -30,14 +30,26 @@ def _range(values: Sequence[float]) -> tuple[float, float, float]:
 
 
 def line_chart(
-    series: Mapping[str, Sequence[Point]], *, title: str, x_label: str, y_label: str
+    series: Mapping[str, Sequence[Point]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    intervals: Mapping[str, Sequence[tuple[float, float, float]]] | None = None,
 ) -> Markup:
+    """`intervals`: per series name, (x, low, high) drawn as error bars (confidence intervals)."""
     clean = {
         name: [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
         for name, points in series.items()
     }
+    bars = {
+        name: [b for b in rows if all(math.isfinite(v) for v in b)]
+        for name, rows in (intervals or {}).items()
+        if name in clean
+    }
     xs = [x for pts in clean.values() for x, _ in pts]
     ys = [y for pts in clean.values() for _, y in pts]
+    ys += [v for rows in bars.values() for _, lo, hi in rows for v in (lo, hi)]
     body: list[str] = [_legend(list(clean), LEFT, 30)]
     if not xs:
         body.append(_text("note", LEFT, TOP + 20, "no data yet"))
@@ -74,6 +86,13 @@ def line_chart(
     )
     for j, (name, points) in enumerate(clean.items()):
         colour = PALETTE[j % len(PALETTE)]
+        for x, lo, hi in bars.get(name, []):
+            cx, top, bottom = _f(px(x)), _f(py(hi)), _f(py(lo))
+            body.append(
+                f'<path class="ci series-{j}" d="M{cx} {top}V{bottom}M{_f(px(x) - 4)} {top}'
+                f'h8M{_f(px(x) - 4)} {bottom}h8" stroke="{colour}" fill="none">'
+                f"<title>{escape(name)} at {x:g}: 95% CI {lo:.3g} to {hi:.3g}</title></path>"
+            )
         coords = " ".join(f"{_f(px(x))},{_f(py(y))}" for x, y in points)
         body.append(
             f'<polyline class="line series-{j}" points="{coords}" fill="none" '

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from dataset_fixtures import write_folder
+from evaluation_fixtures import import_cxr
 from sqlalchemy import select
 from support import Env, make_user
 from web_client import WebClient
@@ -24,22 +25,6 @@ from app.models import Image, ImageSet, Job, JobStatus, Origin
 from workers.runner import execute
 
 pytestmark = pytest.mark.worker
-
-
-def _dataset(env: Env, owner_id: int) -> int:
-    source = write_folder(env.home / "imports" / "cxr").root
-    with session_scope() as db:
-        dataset, job = start_import(
-            db,
-            owner_id=owner_id,
-            name="CXR",
-            source=source,
-            options=parse_import_options("folder", resolutions="32"),
-        )
-        db.commit()
-        dataset_id, job_id = dataset.id, job.id
-    execute(job_id)
-    return dataset_id
 
 
 def _job(job_id: int) -> Job:
@@ -71,7 +56,7 @@ def test_train_from_the_form_survive_sigkill_then_sample(  # type: ignore[no-unt
     stack: Env, server_factory, worker_factory
 ) -> None:
     owner = make_user("gina", "gina-password-1", "researcher")
-    dataset_id = _dataset(stack, owner)
+    dataset_id = import_cxr(stack, owner)
     server = server_factory(stack)
     worker = worker_factory(stack, "worker-1")
     web = WebClient(httpx.Client(base_url=server.url, timeout=30))
@@ -210,6 +195,11 @@ def test_translate_job_imports_a_synthetic_set(sqlite_env: Env) -> None:
     assert len(images) == job.result["n_translated"] > 0
     assert {i.origin for i in images} == {Origin.synthetic}
     assert {i.source for i in images} == {job.result["group"]}
+    # Paired quality of each source against its round trip, by the shared metrics module.
+    assert set(job.result["translated_cycle"]) == {
+        "cycle_l1", "cycle_psnr", "cycle_ssim", "cycle_ms_ssim"
+    }  # fmt: skip
+    assert 0.0 <= job.result["translated_cycle"]["cycle_ms_ssim"] <= 1.0
     # A retried job (worker died after the import) finds its set instead of importing again.
     from app.gans.service import import_outputs
 

@@ -166,3 +166,20 @@ def test_same_input_same_bytes() -> None:
     assert heatmap(["a"], ["a"], [[1]], title="t", value_label="v") == heatmap(
         ["a"], ["a"], [[1]], title="t", value_label="v"
     )
+
+
+def test_line_chart_draws_confidence_bars_inside_its_range() -> None:
+    from app.web.line_chart import line_chart
+
+    svg = str(
+        line_chart(
+            {"real": [(2.0, 0.8), (4.0, 0.9)], "synthetic": [(2.0, 0.6)]},
+            title="AUC",
+            x_label="images per class",
+            y_label="AUC",
+            intervals={"real": [(2.0, 0.7, 0.9), (4.0, 0.85, 0.95)], "absent": [(1.0, 0.0, 1.0)]},
+        )
+    )
+    assert svg.count('class="ci series-0"') == 2 and "series-1" in svg
+    assert 'class="ci series-1"' not in svg  # no bars given for "synthetic"
+    assert "95% CI 0.7 to 0.9" in svg and "absent" not in svg

@@ -197,7 +197,7 @@ def test_translate_writes_pngs_and_an_importable_manifest(
     assert [r["label"] for r in rows] == ["small", "big", "small", "big"]  # rows 8..11 of A
     assert [r["source_key"] for r in rows] == ["a008", "a009", "a010", "a011"]
     assert Image.open(tmp_path / rows[0]["file"]).size == (16, 16)
-    assert set(result.cycle) == {"cycle_l1", "cycle_psnr", "cycle_ssim"}
+    assert set(result.cycle) == {"cycle_l1", "cycle_psnr", "cycle_ssim", "cycle_ms_ssim"}
     back = translate_images(
         trained / "checkpoint.pt", domains[1], tmp_path / "b2a", direction="b2a", split=None
     )

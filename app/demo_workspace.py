@@ -1,0 +1,64 @@
+"""Demo: the research workspace at start-up.
+
+A reader study made in one click from the tiny GAN's samples (with matched real X-rays), and
+a small sweep of seed 000's samples-per-class axis that is only *queued* here: the demo's
+embedded worker runs it after start-up, so a newcomer watches its jobs complete live on the
+sweep page and its points appear on the dataset's benchmark dashboard.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.auth.service import Principal
+from app.db import session_scope
+from app.models import Job, JobStatus, Study, Sweep, User, WebSession
+
+DEMO_SWEEP = "Demo sweep: training images per class (2 vs all)"
+
+
+def demo_workspace(researcher_id: int, dataset_id: int, gan_job_id: int | None) -> int | None:
+    """Create (once) the study from samples and the sweep; returns the sweep id."""
+    from app.studies import from_samples
+    from app.sweeps.service import start_sweep
+
+    with session_scope() as db:
+        researcher = db.get(User, researcher_id)
+        assert researcher is not None
+        # The loader acts for the demo researcher: a full (not invitation) session, never stored.
+        principal = Principal(user=researcher, session=WebSession(user_id=researcher.id))
+        samples = db.scalars(
+            select(Job).where(Job.type == "sample", Job.status == JobStatus.succeeded)
+        )
+        sample = next((j for j in samples if j.params.get("train_job_id") == gan_job_id), None)
+        named = "Reader study: Demo synthetic"
+        has_study = db.scalar(select(Study.id).where(Study.name.startswith(named)))
+        if sample is not None and has_study is None:
+            options = from_samples.parse_study_options("", "")
+            from_samples.create_study_from_samples(
+                db, job=sample, principal=principal, options=options
+            )
+            db.commit()
+        existing = db.scalar(select(Sweep.id).where(Sweep.name == DEMO_SWEEP))
+        if existing is not None:
+            return existing
+        sweep = start_sweep(
+            db,
+            principal,
+            {
+                "name": DEMO_SWEEP,
+                "dataset": str(dataset_id),
+                "kind": "grid",
+                "resolutions": "32",
+                "classes": "",
+                "per_class": "2, 0",
+                "gan_preset": "tiny-cpu",
+                "kimg": "2",
+                "tick_kimg": "0.5",
+                "snapshot_ticks": "1",
+                "draw": "8",
+                "classifier_preset": "tiny-cpu",
+                "queue": "cpu",
+            },
+        )
+        return sweep.id

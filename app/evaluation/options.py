@@ -1,0 +1,186 @@
+"""Evaluation-job options from a form or the CLI -> checked job parameters.
+
+Everything here is a pure function of the submitted strings and the dataset's facts; the
+service adds what needs the database (is the set visible, is the classifier job finished).
+Presets carry the seed studies' settings; explicit fields override them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, fields
+from typing import Any
+
+from app.jobs.specs import SpecError
+from ml.training.classifier import ClassifierConfig
+
+TRAIN_ON = ("real", "synthetic", "mixed")
+CLASSIFIER_PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds on a laptop CPU: enough to see the whole benchmark on the demo data.
+    "tiny-cpu": {"arch": "tiny-densenet", "epochs": 30, "batch_size": 8, "lr": 2e-3},
+    # Seed 000: DenseNet-121, standard augmentation, model selection on validation AUC.
+    "seed000-densenet121": {"arch": "densenet121", "epochs": 30, "batch_size": 32, "lr": 1e-4},
+    # Seed 003: EfficientNet-B0 with an imbalance-aware sampler.
+    "seed003-efficientnet-b0": {
+        "arch": "efficientnet-b0",
+        "epochs": 30,
+        "batch_size": 32,
+        "lr": 1e-3,
+        "balanced": True,
+    },
+}
+FEATURES = ("inception", "domain", "path")
+ATTRIBUTION_METHODS = ("integrated_gradients", "grad_cam", "occlusion")
+LEVELS = ("p1", "p5")
+MAX_IMAGES = 50_000
+MAX_ID = 2**31 - 1
+
+
+def _int(values: Mapping[str, Any], key: str, default: int, low: int, high: int, what: str) -> int:
+    raw = str(values.get(key, "") or "").strip()
+    if not raw:
+        return default
+    try:
+        number = int(raw)
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        raise SpecError(key, f"{what}: a whole number from {low} to {high}.")
+    return number
+
+
+def _float(
+    values: Mapping[str, Any], key: str, default: float, low: float, high: float, what: str
+) -> float:
+    raw = str(values.get(key, "") or "").strip()
+    if not raw:
+        return default
+    try:
+        number = float(raw)
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        raise SpecError(key, f"{what}: a number from {low:g} to {high:g}.")
+    return number
+
+
+def _flag(values: Mapping[str, Any], key: str, default: bool) -> bool:
+    raw = values.get(key)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        return raw
+    return str(raw).strip().lower() in {"1", "true", "on", "yes"}
+
+
+def resolution(values: Mapping[str, Any], available: list[int], default: int | None = None) -> int:
+    if not available:
+        raise SpecError("dataset", "The dataset has no stored resolution.")
+    chosen = _int(values, "resolution", default or min(available), 1, 4096, "Resolution")
+    if chosen not in available:
+        known = ", ".join(str(r) for r in sorted(available))
+        raise SpecError("resolution", f"The dataset is stored at {known} px, not {chosen}.")
+    return chosen
+
+
+def record_id(values: Mapping[str, Any], key: str, missing: str) -> int:
+    """The id of a set or job picked in a form; `missing` is the message when none is."""
+    number = _int(values, key, 0, 1, MAX_ID, "An id")
+    if not number:
+        raise SpecError(key, missing)
+    return number
+
+
+def train_on(values: Mapping[str, Any]) -> tuple[str, int | None]:
+    """('real', None) or ('synthetic' | 'mixed', image set id)."""
+    source = str(values.get("train_on", "real") or "real").strip().lower()
+    if source not in TRAIN_ON:
+        raise SpecError("train_on", f"Train on one of {', '.join(TRAIN_ON)}.")
+    if source == "real":
+        return source, None
+    return source, record_id(values, "image_set_id", "Choose the synthetic image set.")
+
+
+def test_sets(values: Mapping[str, Any]) -> list[int]:
+    """Synthetic sets to score the classifier on besides the real test split ("3,7")."""
+    raw = values.get("test_set_ids") or ""
+    items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+    ids = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        if not item.isdigit() or not 1 <= int(item) <= MAX_ID:
+            raise SpecError("test_set_ids", f"Test sets: image set ids, not {item!r}.")
+        ids.append(int(item))
+    return sorted(set(ids))
+
+
+def classifier_config(values: Mapping[str, Any], available: list[int]) -> dict[str, Any]:
+    preset_name = str(values.get("preset", "") or "tiny-cpu").strip()
+    if preset_name not in CLASSIFIER_PRESETS:
+        raise SpecError("preset", f"Unknown preset; choose one of {', '.join(CLASSIFIER_PRESETS)}.")
+    base = {**asdict(ClassifierConfig()), **CLASSIFIER_PRESETS[preset_name]}
+    config = {
+        **base,
+        "arch": str(values.get("arch", "") or base["arch"]).strip(),
+        "resolution": resolution(values, available),
+        "epochs": _int(values, "epochs", base["epochs"], 1, 1000, "Epochs"),
+        "batch_size": _int(values, "batch_size", base["batch_size"], 1, 4096, "Batch size"),
+        "lr": _float(values, "lr", base["lr"], 1e-7, 1.0, "Learning rate"),
+        "augment": _flag(values, "augment", base["augment"]),
+        "balanced": _flag(values, "balanced", base["balanced"]),
+        "seed": _int(values, "seed", base["seed"], 0, MAX_ID, "Seed"),
+        "device": "auto",
+    }
+    known = {f.name for f in fields(ClassifierConfig)}
+    try:
+        ClassifierConfig(**{k: v for k, v in config.items() if k in known and k != "device"})
+    except (TypeError, ValueError) as exc:
+        field = "arch" if "arch" in str(exc) else "preset"
+        raise SpecError(field, str(exc)) from None
+    return {k: v for k, v in config.items() if k in known}
+
+
+def features(values: Mapping[str, Any]) -> tuple[str, int | None, str | None]:
+    """(kind, classifier job id for 'domain', TorchScript path for 'path')."""
+    kind = str(values.get("features", "inception") or "inception").strip().lower()
+    if kind not in FEATURES:
+        raise SpecError("features", f"Features: one of {', '.join(FEATURES)}.")
+    if kind == "domain":
+        message = "Domain features need a real-trained classifier."
+        return kind, record_id(values, "classifier_job_id", message), None
+    if kind == "path":
+        path = str(values.get("features_path", "") or "").strip()
+        if not path:
+            raise SpecError("features_path", "Give the path of a TorchScript feature extractor.")
+        return kind, None, path
+    return kind, None, None
+
+
+def max_images(values: Mapping[str, Any], default: int = 10_000) -> int:
+    return _int(values, "max_images", default, 2, MAX_IMAGES, "Images compared at most")
+
+
+def neighbour_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    level = str(values.get("level", "p5") or "p5").strip().lower()
+    if level not in LEVELS:
+        raise SpecError("level", f"Flag level: one of {', '.join(LEVELS)}.")
+    return {
+        "k": _int(values, "k", 5, 2, 50, "Neighbours per image (k; NNDR needs 2)"),
+        "max_share": _float(values, "max_share", 0.01, 0.0, 1.0, "Release gate: largest share"),
+        "level": level,
+    }
+
+
+def attribution_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    raw = values.get("methods") or "integrated_gradients,grad_cam"
+    chosen = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+    methods = [m.strip() for m in chosen if str(m).strip()]
+    unknown = [m for m in methods if m not in ATTRIBUTION_METHODS]
+    if unknown or not methods:
+        raise SpecError("methods", f"Methods: any of {', '.join(ATTRIBUTION_METHODS)}.")
+    return {
+        "methods": methods,
+        "n_images": _int(values, "n_images", 6, 1, 64, "Images to explain"),
+        "n_steps": _int(values, "n_steps", 32, 4, 512, "Integrated-gradients steps"),
+    }

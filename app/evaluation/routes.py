@@ -1,0 +1,128 @@
+"""The benchmark page of a GAN, the forms that launch evaluation jobs, the privacy gallery."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
+
+from app.auth.service import Principal
+from app.deps import DbDep, Researcher
+from app.evaluation import service
+from app.evaluation.views import benchmark_context, compare_context, dashboard_context
+from app.jobs import service as jobs
+from app.jobs.specs import SpecError
+from app.models import Dataset, Job, JobStatus
+from app.web.templating import redirect, render
+
+router = APIRouter()
+
+FORM_KEYS = (
+    "image_set_id", "train_on", "preset", "arch", "resolution", "epochs", "batch_size", "lr",
+    "augment", "balanced", "seed", "features", "classifier_job_id", "features_path",
+    "max_images", "k", "max_share", "level", "real_job_id", "synthetic_job_id", "n_images",
+    "n_steps", "queue",
+)  # fmt: skip
+
+
+def _gan_job(db: DbDep, job_id: int, principal: Principal) -> tuple[Job, Dataset]:
+    job = jobs.visible_job(db, job_id, principal, "train_gan", "training job")
+    dataset = db.get(Dataset, job.params.get("dataset_id"))
+    if dataset is None:
+        raise HTTPException(404, f"The dataset of training job #{job_id} no longer exists.")
+    return job, dataset
+
+
+async def _values(request: Request) -> dict[str, Any]:
+    form = await request.form()
+    values: dict[str, Any] = {k: str(form.get(k, "")) for k in FORM_KEYS}
+    values["methods"] = [str(m) for m in form.getlist("methods")]
+    return values
+
+
+@router.get("/gans/{job_id}/benchmark")
+def benchmark_page(request: Request, job_id: int, db: DbDep, principal: Researcher) -> Response:
+    gan_job, dataset = _gan_job(db, job_id, principal)
+    context = benchmark_context(db, principal, gan_job, dataset)
+    if request.headers.get("hx-request"):
+        return render(request, "evaluation/benchmark.html", context, block="results")
+    return render(request, "evaluation/benchmark.html", context)
+
+
+@router.post("/gans/{job_id}/benchmark/run")
+async def run_suite(request: Request, job_id: int, db: DbDep, principal: Researcher) -> Response:
+    """One click: real-, synthetic- and mixed-trained classifiers, fidelity and privacy."""
+    _, dataset = _gan_job(db, job_id, principal)
+    values = await _values(request)
+    page = f"/gans/{job_id}/benchmark"
+    try:
+        started = service.start_suite(db, principal, dataset, values, values["queue"] or None)
+    except SpecError as exc:
+        db.rollback()
+        return redirect(request, page, flash=exc.message, kind="error")
+    for job in started:
+        jobs.commit_and_enqueue(db, job)
+    ids = ", ".join(f"#{j.id}" for j in started)
+    return redirect(request, page, flash=f"Benchmark jobs {ids} queued.")
+
+
+@router.post("/gans/{job_id}/benchmark/{kind}")
+async def launch_one(
+    request: Request, job_id: int, kind: str, db: DbDep, principal: Researcher
+) -> Response:
+    _, dataset = _gan_job(db, job_id, principal)
+    values = await _values(request)
+    page = f"/gans/{job_id}/benchmark"
+    queue = values["queue"] or None
+    starters = {
+        "classifier": lambda: service.start_classifier(db, principal, dataset, values, queue),
+        "fidelity": lambda: service.start_fidelity(db, principal, dataset, values, queue),
+        "neighbours": lambda: service.start_neighbours(db, principal, dataset, values, queue),
+        "attribution": lambda: service.start_attribution(db, principal, values, queue),
+    }
+    if kind not in starters:
+        raise HTTPException(404, f"There is no evaluation called {kind!r}.")
+    try:
+        job = starters[kind]()
+    except SpecError as exc:
+        db.rollback()
+        return redirect(request, page, flash=exc.message, kind="error")
+    jobs.commit_and_enqueue(db, job)
+    return redirect(request, page, flash=f"Job #{job.id} ({job.type}) queued.")
+
+
+@router.get("/datasets/{dataset_id}/benchmark")
+def dataset_dashboard(
+    request: Request, dataset_id: int, db: DbDep, principal: Researcher
+) -> Response:
+    from app.datasets.service import get_dataset
+
+    dataset = get_dataset(db, dataset_id, principal)
+    return render(request, "evaluation/dashboard.html", dashboard_context(db, principal, dataset))
+
+
+@router.get("/gans/compare")
+def compare_runs(
+    request: Request,
+    db: DbDep,
+    principal: Researcher,
+    ids: Annotated[list[str], Query(max_length=200)] = [],  # noqa: B006 - FastAPI's idiom
+) -> Response:
+    """Two or more GAN runs side by side: settings, FID, the latest sample grid of each.
+    `ids` comes as ?ids=3,7 or as ticked boxes (?ids=3&ids=7)."""
+    chosen = [int(i) for raw in ids for i in raw.split(",") if i.strip().isdigit()][:6]
+    runs = [_gan_job(db, i, principal)[0] for i in dict.fromkeys(chosen)]
+    context = compare_context(runs)
+    if not runs:
+        context["choices"] = service.gan_runs(db, principal)
+    return render(request, "evaluation/compare.html", context)
+
+
+@router.get("/evaluation/neighbours/{job_id}")
+def gallery(request: Request, job_id: int, db: DbDep, principal: Researcher) -> Response:
+    job = jobs.visible_job(db, job_id, principal, "nearest_neighbours", "privacy job")
+    if job.status is not JobStatus.succeeded:
+        return redirect(request, f"/jobs/{job_id}", flash="The gallery appears when the job ends.")
+    context = {"job": job, **service.gallery(job)}
+    return render(request, "evaluation/gallery.html", context)

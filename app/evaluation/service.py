@@ -1,0 +1,275 @@
+"""Start evaluation jobs, and gather what one GAN's benchmark page shows.
+
+`principal=None` is the command line, run by whoever owns the machine: it sees every set
+and job. The web passes the signed-in researcher, who sees only their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.auth.service import Principal
+from app.evaluation import options
+from app.jobs.service import create_job
+from app.jobs.specs import EVALUATION_TYPES, SpecError, evaluation_spec
+from app.models import Dataset, DatasetStatus, ImageSet, Job, JobStatus
+
+
+def _ready(dataset: Dataset) -> None:
+    if dataset.status is not DatasetStatus.ready or not dataset.content_hash:
+        raise SpecError("dataset", f"{dataset.name} is not ready yet; wait for its import.")
+
+
+def _resolutions(dataset: Dataset) -> list[int]:
+    return [int(r) for r in dataset.info.get("resolutions", [])]
+
+
+def _visible_set(db: Session, image_set_id: int, principal: Principal | None) -> ImageSet:
+    image_set = db.get(ImageSet, image_set_id)
+    if image_set is None or (
+        principal is not None and not principal.is_admin and image_set.owner_id != principal.user.id
+    ):
+        raise SpecError("image_set_id", f"There is no image set {image_set_id} that you can see.")
+    return image_set
+
+
+def _classifier_job(
+    db: Session,
+    job_id: int,
+    principal: Principal | None,
+    dataset: Dataset | None = None,
+    field: str = "classifier_job_id",
+) -> Job:
+    job = db.get(Job, job_id)
+    if (
+        job is None
+        or job.type != "train_classifier"
+        or (principal is not None and not principal.is_admin and job.owner_id != principal.user.id)
+    ):
+        raise SpecError(field, f"There is no classifier job {job_id} that you can see.")
+    if job.status is not JobStatus.succeeded:
+        raise SpecError(field, f"Classifier job {job_id} has not succeeded (it is {job.status}).")
+    if dataset is not None and job.result.get("dataset_hash") != dataset.content_hash:
+        raise SpecError(field, f"Classifier job {job_id} was trained on other data.")
+    return job
+
+
+def _owner(principal: Principal | None, owner_id: int | None = None) -> int | None:
+    if owner_id is not None:
+        return owner_id  # the demo loader, acting for the demo researcher
+    return principal.user.id if principal is not None else None
+
+
+def _create(
+    db: Session,
+    job_type: str,
+    params: dict[str, Any],
+    queue: str | None,
+    principal: Principal | None,
+    owner_id: int | None,
+) -> Job:
+    spec = evaluation_spec(job_type, params, queue)
+    return create_job(db, spec, owner_id=_owner(principal, owner_id))
+
+
+def _base(dataset: Dataset) -> dict[str, Any]:
+    return {
+        "dataset_id": dataset.id,
+        "dataset_path": dataset.path,
+        "dataset_hash": dataset.content_hash,
+    }
+
+
+def start_classifier(
+    db: Session,
+    principal: Principal | None,
+    dataset: Dataset,
+    values: Mapping[str, Any],
+    queue: str | None = None,
+    owner_id: int | None = None,
+) -> Job:
+    _ready(dataset)
+    train_on, set_id = options.train_on(values)
+    config = options.classifier_config(values, _resolutions(dataset))
+    params: dict[str, Any] = {**_base(dataset), "train_on": train_on, "config": config}
+    if set_id is not None:
+        params["image_set_id"] = _visible_set(db, set_id, principal).id
+    extra = options.test_sets(values)
+    params["test_set_ids"] = [_visible_set(db, i, principal).id for i in extra]
+    return _create(db, "train_classifier", params, queue, principal, owner_id)
+
+
+def _set_params(
+    db: Session, principal: Principal | None, dataset: Dataset, values: Mapping[str, Any]
+) -> dict[str, Any]:
+    _ready(dataset)
+    set_id = options.record_id(values, "image_set_id", "Choose the synthetic image set.")
+    return {
+        **_base(dataset),
+        "image_set_id": _visible_set(db, set_id, principal).id,
+        "resolution": options.resolution(values, _resolutions(dataset)),
+        "max_images": options.max_images(values),
+    }
+
+
+def start_fidelity(
+    db: Session,
+    principal: Principal | None,
+    dataset: Dataset,
+    values: Mapping[str, Any],
+    queue: str | None = None,
+    owner_id: int | None = None,
+) -> Job:
+    params = _set_params(db, principal, dataset, values)
+    kind, job_id, path = options.features(values)
+    params.update(features=kind, classifier_job_id=job_id, features_path=path)
+    if job_id is not None:
+        _classifier_job(db, job_id, principal, dataset)
+    return _create(db, "evaluate_fidelity", params, queue, principal, owner_id)
+
+
+def start_neighbours(
+    db: Session,
+    principal: Principal | None,
+    dataset: Dataset,
+    values: Mapping[str, Any],
+    queue: str | None = None,
+    owner_id: int | None = None,
+) -> Job:
+    params = {**_set_params(db, principal, dataset, values), **options.neighbour_options(values)}
+    if str(values.get("classifier_job_id", "") or "").strip():
+        job_id = options.record_id(values, "classifier_job_id", "Choose a classifier job.")
+        _classifier_job(db, job_id, principal, dataset)
+        params["classifier_job_id"] = job_id
+    return _create(db, "nearest_neighbours", params, queue, principal, owner_id)
+
+
+def start_attribution(
+    db: Session,
+    principal: Principal | None,
+    values: Mapping[str, Any],
+    queue: str | None = None,
+    owner_id: int | None = None,
+) -> Job:
+    """Two classifiers on the same data (typically real-trained and synthetic-trained)."""
+    ids = {}
+    for role, field in (("real", "real_job_id"), ("synthetic", "synthetic_job_id")):
+        job_id = options.record_id(values, field, "Choose two finished classifier jobs.")
+        ids[role] = _classifier_job(db, job_id, principal, field=field)
+    real, synthetic = ids["real"], ids["synthetic"]
+    if real.result.get("dataset_hash") != synthetic.result.get("dataset_hash"):
+        raise SpecError("synthetic_job_id", "The two classifiers were tested on different data.")
+    if real.result.get("resolution") != synthetic.result.get("resolution"):
+        raise SpecError("synthetic_job_id", "The two classifiers use different resolutions.")
+    params = {
+        "dataset_id": real.params["dataset_id"],
+        "dataset_path": real.params["dataset_path"],
+        "dataset_hash": real.params["dataset_hash"],
+        "classifiers": {"real": real.id, "synthetic": synthetic.id},
+        **options.attribution_options(values),
+    }
+    return _create(db, "attribution", params, queue, principal, owner_id)
+
+
+# --- what a GAN's benchmark page shows -------------------------------------------------------
+
+
+def _jobs(db: Session, principal: Principal | None, types: tuple[str, ...]) -> list[Job]:
+    query = select(Job).where(Job.type.in_(types)).order_by(Job.id)
+    if principal is not None and not principal.is_admin:
+        query = query.where(Job.owner_id == principal.user.id)
+    return list(db.scalars(query))
+
+
+def gan_runs(db: Session, principal: Principal | None) -> list[Job]:
+    """GAN training jobs to pick from for a comparison, newest first."""
+    return list(reversed(_jobs(db, principal, ("train_gan",))))
+
+
+def synthetic_sets_of(db: Session, principal: Principal | None, gan_job: Job) -> list[ImageSet]:
+    sampled = [
+        j.result["image_set_id"]
+        for j in _jobs(db, principal, ("sample",))
+        if j.params.get("train_job_id") == gan_job.id and j.result and j.result.get("image_set_id")
+    ]
+    return [s for s in (db.get(ImageSet, i) for i in sampled) if s is not None]
+
+
+def evaluation_jobs(
+    db: Session, principal: Principal | None, dataset_id: int
+) -> dict[str, list[Job]]:
+    by_type: dict[str, list[Job]] = {t: [] for t in EVALUATION_TYPES}
+    jobs = _jobs(db, principal, EVALUATION_TYPES)
+    for job in jobs:
+        if job.params.get("dataset_id") == dataset_id:
+            by_type[job.type].append(job)
+    return by_type
+
+
+def latest_release_verdict(
+    db: Session, principal: Principal | None, image_set_id: int
+) -> dict[str, Any] | None:
+    """The newest finished privacy check of a set: {'passes', 'reasons', 'job_id', ...}."""
+    for job in reversed(_jobs(db, principal, ("nearest_neighbours",))):
+        if (
+            job.status is JobStatus.succeeded
+            and job.result
+            and job.result.get("image_set_id") == image_set_id
+        ):
+            return {**job.result["release"], "job_id": job.id, "max_share": job.result["max_share"]}
+    return None
+
+
+def start_suite(
+    db: Session,
+    principal: Principal | None,
+    dataset: Dataset,
+    values: Mapping[str, Any],
+    queue: str | None = None,
+) -> list[Job]:
+    """The benchmark of one synthetic set: classifiers trained on real (unless one with the
+    same settings exists), synthetic and mixed images; fidelity; nearest neighbours. All rows
+    are created before any is enqueued, so a bad field starts nothing."""
+    # Every classifier is also tested on the set (train on real, test on synthetic).
+    values = {**values, "test_set_ids": str(values.get("image_set_id", ""))}
+    base = {**values, "train_on": "real"}
+    config = options.classifier_config(base, _resolutions(dataset))
+    started: list[Job] = []
+    if not _has_real_classifier(db, principal, dataset, config):
+        started.append(start_classifier(db, principal, dataset, base))
+    for source in ("synthetic", "mixed"):
+        started.append(start_classifier(db, principal, dataset, {**values, "train_on": source}))
+    set_values = {**values, "resolution": str(config["resolution"])}
+    started.append(start_fidelity(db, principal, dataset, {**set_values, "features": "inception"}))
+    started.append(
+        start_neighbours(db, principal, dataset, {**set_values, "classifier_job_id": ""})
+    )
+    return started
+
+
+def _has_real_classifier(
+    db: Session, principal: Principal | None, dataset: Dataset, config: dict[str, Any]
+) -> bool:
+    for job in _jobs(db, principal, ("train_classifier",)):
+        if (
+            job.params.get("dataset_hash") == dataset.content_hash
+            and job.params.get("train_on") == "real"
+            and job.params.get("config") == config
+            and job.status in (JobStatus.queued, JobStatus.running, JobStatus.succeeded)
+        ):
+            return True
+    return False
+
+
+def gallery(job: Job) -> dict[str, Any]:
+    """The privacy job's gallery file: per space, synthetic images most at risk first."""
+    import json
+    from pathlib import Path
+
+    path = Path(job.artefact_dir or "") / "gallery.json"
+    spaces = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return {"spaces": spaces, "result": job.result}
