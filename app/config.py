@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     secure_cookies: bool = False
     session_hours: int = 12
     invite_hours: int = 72
+    # Sign-in rate limit (OWASP ASVS 2.2.1): failures per username and per client address
+    # within a sliding window; past either limit, even the right password waits.
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 30
+    login_window_s: int = 900
     job_soft_time_limit_s: int = 6 * 3600
     job_time_limit_s: int = 6 * 3600 + 300
     heartbeat_timeout_s: int = 120

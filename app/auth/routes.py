@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from app.auth import service
+from app.auth import ratelimit, service
 from app.auth.tokens import sign, unsign
 from app.config import get_settings
 from app.deps import SESSION_COOKIE, DbDep, MaybeUser
 from app.models import Study
+from app.models.types import utcnow
 from app.web.security import rotate_csrf
 from app.web.templating import redirect, render
 
@@ -52,19 +54,48 @@ def login(
     password: Annotated[str, Form(max_length=1000)],
     next: Annotated[str, Form()] = "/",
 ) -> Response:
+    settings = get_settings()
+    limits = ratelimit.Limits(
+        settings.login_max_failures,
+        settings.login_max_failures_per_address,
+        settings.login_window_s,
+    )
+    address = request.client.host if request.client else "unknown"
+    now = utcnow()
+    # Checked before the password: while blocked, even the right password must not tell a
+    # guesser that it was right.
+    wait = ratelimit.retry_after(db, username, address, now, limits)
+    if wait:
+        minutes = math.ceil(wait / 60)
+        response = render(
+            request,
+            "auth/login.html",
+            {
+                "error": "Too many failed sign-ins for this account or from this address. "
+                f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+                "username": username,
+                "next": _safe_next(next),
+            },
+            status_code=429,
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
     try:
         user = service.authenticate(db, username, password)
     except service.AuthError as exc:
+        ratelimit.record_failure(db, username, address, now, limits.window_s)
+        db.commit()
         return render(
             request,
             "auth/login.html",
             {"error": exc.message, "username": username, "next": _safe_next(next)},
             status_code=exc.status_code,
         )
+    ratelimit.clear(db, username)
     old = request.cookies.get(SESSION_COOKIE)
     if old:
         service.end_session(db, unsign(request.app.state.secret_key, "session", old))
-    hours = get_settings().session_hours
+    hours = settings.session_hours
     token, _ = service.start_session(db, user, hours=hours)
     db.commit()
     rotate_csrf(request)

@@ -15,7 +15,7 @@ from app.models.study import (
     StudyReader,
 )
 from app.models.sweep import Sweep
-from app.models.user import Role, User, WebSession
+from app.models.user import LoginFailure, Role, User, WebSession
 
 __all__ = [
     "Answer",
@@ -27,6 +27,7 @@ __all__ = [
     "Invite",
     "Job",
     "JobStatus",
+    "LoginFailure",
     "Origin",
     "Role",
     "ScheduleEntry",

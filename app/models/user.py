@@ -44,3 +44,20 @@ class WebSession(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LoginFailure(Base):
+    """A failed sign-in, kept for the rate limit's window.
+
+    In the database rather than in process memory so that every uvicorn worker and every app
+    server behind a load balancer counts the same failures.
+    """
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Lower-cased as typed, whether or not such a user exists: limiting only real accounts
+    # would tell an attacker which usernames exist.
+    username: Mapped[str] = mapped_column(String(120), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

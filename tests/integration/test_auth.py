@@ -12,7 +12,7 @@ from web_client import WebClient
 
 from app.db import session_scope
 from app.main import create_app
-from app.models import Invite, Job, Study, StudyReader, User, WebSession
+from app.models import Invite, Job, LoginFailure, Study, StudyReader, User, WebSession
 from app.models.types import utcnow
 
 
@@ -212,3 +212,41 @@ def test_security_headers(web: WebClient) -> None:
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["referrer-policy"] == "no-referrer"
+
+
+def _set_failure_times(seconds_ago: int) -> None:
+    with session_scope() as db:
+        db.execute(update(LoginFailure).values(at=utcnow() - timedelta(seconds=seconds_ago)))
+
+
+def test_repeated_wrong_passwords_lock_the_account_for_a_while(web: WebClient) -> None:
+    for _ in range(5):
+        assert web.login("alice", "guess-password").status_code == 401
+    # Even the right password waits: a guesser must not learn that the sixth guess was right.
+    blocked = web.login("ALICE", "alice-password")
+    assert blocked.status_code == 429
+    assert "Too many failed sign-ins" in blocked.text and "Try again in 15 minutes" in blocked.text
+    assert 890 <= int(blocked.headers["retry-after"]) <= 900
+    assert "sb_session" not in blocked.cookies and _count(WebSession) == 0
+    # Other accounts are unaffected (5 failures from one address is below the address limit).
+    assert web.login("bob", "bob-password").status_code == 303
+    _set_failure_times(901)
+    assert web.login("alice", "alice-password").status_code == 303
+    # Success forgives the account's failures.
+    assert web.login("alice", "guess-password").status_code == 401
+    assert web.login("alice", "alice-password").status_code == 303
+
+
+def test_unknown_usernames_are_limited_like_real_ones(web: WebClient) -> None:
+    for _ in range(5):
+        assert web.login("nobody", "guess-password").status_code == 401
+    assert web.login("nobody", "guess-password").status_code == 429
+
+
+def test_many_usernames_from_one_address_are_limited(web: WebClient) -> None:
+    # Password spraying: one guess per account, many accounts, from one client address.
+    for i in range(30):
+        assert web.login(f"user{i}", "Winter2026!").status_code == 401
+    assert web.login("alice", "alice-password").status_code == 429
+    with session_scope() as db:
+        assert db.scalar(select(func.count()).select_from(LoginFailure)) == 30

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 import app.models  # noqa: F401
 from app.db import Base, make_engine
-from app.migrate import downgrade, upgrade
+from app.migrate import alembic_config, downgrade, upgrade
 
 
 def _drift(url: str) -> list:
@@ -29,6 +30,42 @@ def _tables(url: str) -> set[str]:
     return names
 
 
+def _revisions() -> list[str]:
+    """Every revision, oldest first (the history is linear)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+def _current(url: str) -> str | None:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        revision = MigrationContext.configure(conn).get_current_revision()
+    engine.dispose()
+    return revision
+
+
+def _check_each_step(url: str) -> None:
+    """Every revision's upgrade and downgrade run on their own, not only base <-> head: a
+    downgrade that only works from head, or an upgrade that only works after another one's
+    leftovers, fails here."""
+    revisions = _revisions()
+    assert len(revisions) >= 6
+    previous: str = "base"
+    for revision in revisions:
+        upgrade(url, revision)
+        assert _current(url) == revision
+        downgrade(url, previous)
+        assert _current(url) == (None if previous == "base" else previous)
+        upgrade(url, revision)
+        previous = revision
+    assert _drift(url) == []
+    for revision in reversed(revisions[:-1]):
+        downgrade(url, revision)
+        assert _current(url) == revision
+    downgrade(url, "base")
+    assert _tables(url) <= {"alembic_version"}
+
+
 def _check_roundtrip(url: str) -> None:
     upgrade(url)
     assert _drift(url) == [], "models differ from migrations: write a migration"
@@ -37,6 +74,8 @@ def _check_roundtrip(url: str) -> None:
     assert _tables(url) <= {"alembic_version"}
     upgrade(url)
     assert _drift(url) == []
+    downgrade(url, "base")
+    _check_each_step(url)
 
 
 def test_sqlite_migrations_match_models_and_roundtrip(tmp_path) -> None:  # type: ignore[no-untyped-def]

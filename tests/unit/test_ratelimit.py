@@ -1,0 +1,44 @@
+"""The sign-in rate limit's sliding window, as a pure function of failure times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from app.auth.ratelimit import normalise, wait_seconds
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def ago(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
+
+
+def test_below_the_limit_nobody_waits() -> None:
+    assert wait_seconds([], NOW, 5, 900) == 0
+    assert wait_seconds([ago(s) for s in (1, 2, 3, 4)], NOW, 5, 900) == 0
+
+
+def test_at_the_limit_the_wait_lasts_until_the_oldest_failure_leaves_the_window() -> None:
+    failures = [ago(s) for s in (10, 20, 30, 40, 100)]
+    assert wait_seconds(failures, NOW, 5, 900) == 800
+
+
+def test_failures_outside_the_window_do_not_count() -> None:
+    failures = [ago(s) for s in (10, 20, 30, 40, 900, 5000)]
+    assert wait_seconds(failures, NOW, 5, 900) == 0
+
+
+def test_far_over_the_limit_waits_until_enough_failures_expire() -> None:
+    # Seven failures with a limit of five: the count falls to four only when the three oldest
+    # have left, so the wait ends when the third oldest (500 s ago) leaves.
+    failures = [ago(s) for s in (600, 550, 500, 50, 40, 30, 20)]
+    assert wait_seconds(failures, NOW, 5, 900) == 400
+
+
+def test_the_wait_is_never_rounded_down_to_zero() -> None:
+    failures = [ago(899.5)] + [ago(1)] * 4
+    assert wait_seconds(failures, NOW, 5, 900) == 1
+
+
+def test_usernames_count_together_however_typed() -> None:
+    assert normalise("  Alice ") == normalise("alice") == "alice"
