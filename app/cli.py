@@ -1,4 +1,4 @@
-"""The synthbench command line: serve, worker, db, user, demo."""
+"""The synthbench command line: serve, worker, db, user, demo, export, import."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ cli.add_typer(user_cli, name="user")
 from app.studies.cli import study_cli  # noqa: E402
 
 cli.add_typer(study_cli, name="study")
+from app.studies.backup_cli import export_command, import_command  # noqa: E402
+
+cli.command("export")(export_command)
+cli.command("import")(import_command)
 from app.datasets.cli import dataset_cli  # noqa: E402
 
 cli.add_typer(dataset_cli, name="dataset")

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.auth.routes import router as auth_router
 from app.config import get_settings
 from app.datasets.routes import router as datasets_router
+from app.datasets.service import DatasetNotFound
 from app.db import get_sessionmaker
 from app.deps import Forbidden, LoginRequired, MaybeUser
 from app.evaluation.routes import router as evaluation_router
@@ -125,6 +126,12 @@ def create_app() -> FastAPI:
     @app.exception_handler(job_service.JobNotFound)
     async def job_not_found(request: Request, exc: job_service.JobNotFound) -> Response:
         return _error(request, 404, f"There is no job {exc.args[0]} that you can see.")
+
+    # Routes outside the datasets router call get_dataset directly (the benchmark dashboard);
+    # without this an id of someone else's dataset was a 500 instead of the usual 404.
+    @app.exception_handler(DatasetNotFound)
+    async def dataset_not_found(request: Request, exc: DatasetNotFound) -> Response:
+        return _error(request, 404, f"There is no dataset #{exc.args[0]} you can see.")
 
     @app.exception_handler(StudyNotFound)
     async def study_not_found(request: Request, exc: StudyNotFound) -> Response:

@@ -13,6 +13,7 @@ from app.models.study import (
     StudyItem,
     StudyKind,
     StudyReader,
+    StudyShare,
 )
 from app.models.sweep import Sweep
 from app.models.user import LoginFailure, Role, User, WebSession
@@ -36,6 +37,7 @@ __all__ = [
     "StudyItem",
     "StudyKind",
     "StudyReader",
+    "StudyShare",
     "Sweep",
     "User",
     "WebSession",

@@ -3,10 +3,12 @@
 For every presentation: the reading page, the image it shows and the fragment that answers it.
 A problem is anything that differs with the image beyond its opaque id and the counters, or
 that names it: file names, keys, labels, sources, the words "real" / "synthetic" outside the
-answer buttons, ancillary PNG chunks, a different pixel size or colour type, identifying
-headers, practice feedback after a scored image, an opaque id seen twice (a repeat must look
-new). Use it in tests and against a staging server; it answers every image, so give it a
-reader whose answers do not matter.
+answer buttons, ancillary PNG chunks, a different pixel size or colour type, a different PNG
+encoding (IDAT chunking, zlib settings, row filters: a second encoder's fingerprint),
+identifying headers on any response, practice feedback after a scored image, an opaque id seen
+twice (a repeat must look new) or one too regular to be unguessable. Use it in tests and
+against a staging server; it answers every image, so give it a reader whose answers do not
+matter (``synthbench study audit`` uses one whose writes are thrown away).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from __future__ import annotations
 import difflib
 import re
 import struct
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import pairwise, takewhile
 from pathlib import PurePath
 from typing import Any, Protocol
 
@@ -22,7 +27,7 @@ from markupsafe import escape
 from sqlalchemy import select
 
 from app.db import get_sessionmaker
-from app.domain.blinding import png_chunk_types
+from app.domain.blinding import PNG_SIGNATURE, png_chunk_types
 from app.models import Image, Study, StudyItem
 from app.studies.design import ReadingOptions, load_design
 
@@ -42,7 +47,19 @@ GENERIC_IMAGE_HEADERS = frozenset(
     }
 )
 IMAGE_CACHE_CONTROL = "private, max-age=600"
+# Headers that identify a file (a name, a version, a location): on no response of a reader's.
+FILE_HEADERS = frozenset(
+    {"etag", "last-modified", "content-disposition", "content-location", "link"}
+)
+# Server-set numbers and dates: a file named 0012.png must not match content-length 10012.
+_NUMERIC_HEADERS = frozenset({"content-length", "date"})
+# 32 URL-safe characters: 192 bits when random (app.domain.blinding.opaque_id).
 OPAQUE_ID = re.compile(r"[A-Za-z0-9_-]{32}")
+# Random 32-character ids use about 25 of the 64 characters; under 12 means a pattern.
+MIN_DISTINCT_CHARS = 12
+# Two random ids share a prefix of 11 characters with odds of 1 in 7e19 per pair: anything
+# longer is a counter, a timestamp or a study/reader prefix, all guessable.
+MAX_SHARED_AFFIX = 10
 ORIGIN_WORDS = re.compile(r"\b(real|synthetic)\b", re.IGNORECASE)
 _ENTRY = re.compile(r'name="entry" value="([^"]*)"')
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -54,7 +71,8 @@ _OPEN_DETAILS = re.compile(r'(<details id="instructions"[^>]*?)\s+open>')
 
 
 class Client(Protocol):
-    """A logged-in browser-like client (fastapi TestClient or httpx.Client)."""
+    """A logged-in browser-like client: fastapi TestClient, httpx.Client, or
+    app.reading.asgi_client.InProcessClient (what ``synthbench study audit`` uses)."""
 
     def get(self, url: str, **kwargs: Any) -> Any: ...
     def post(self, url: str, **kwargs: Any) -> Any: ...
@@ -122,8 +140,95 @@ def html_problems(html: str, facts: _Facts, where: str, *, feedback_allowed: boo
     return problems
 
 
+def header_problems(
+    response: Any, facts: _Facts, where: str, *, check_names: bool = True
+) -> list[str]:
+    """Headers of any response that name a file or carry what the page must not."""
+    names = {k.lower() for k in response.headers} & FILE_HEADERS if check_names else set()
+    problems = [f"{where}: header {name!r} identifies a file" for name in sorted(names)]
+    for name, value in response.headers.items():
+        if name.lower() in _NUMERIC_HEADERS:
+            continue
+        lowered = value.lower()
+        problems += [
+            f"{where}: header {name!r} contains {secret!r}"
+            for secret in facts.forbidden
+            if secret.lower() in lowered
+        ]
+        problems += [
+            f"{where}: header {name!r} contains the label or source {word!r}"
+            for word in facts.forbidden_words
+            if re.search(rf"\b{re.escape(word)}\b", value, re.IGNORECASE)
+        ]
+    return problems
+
+
+def opaque_id_problems(ids: Iterable[str], where: str = "opaque ids") -> list[str]:
+    """Ids a reader could guess or relate: not 32 URL-safe characters, too few distinct
+    characters, used twice, or sharing a long prefix or suffix with another id."""
+    ids = list(ids)
+    problems = [
+        f"{where}: {i!r} is not 32 URL-safe characters (192 random bits)"
+        for i in ids
+        if not OPAQUE_ID.fullmatch(i)
+    ][:5]
+    problems += [
+        f"{where}: {i!r} uses only {len(set(i))} distinct characters, too regular to be random"
+        for i in ids
+        if len(set(i)) < MIN_DISTINCT_CHARS
+    ][:5]
+    if len(set(ids)) < len(ids):
+        problems.append(f"{where}: {len(ids) - len(set(ids))} id(s) used more than once")
+    for end, ordered in (("prefix", sorted(ids)), ("suffix", sorted(i[::-1] for i in ids))):
+        shared = max((_common_prefix(a, b) for a, b in pairwise(ordered)), default=0)
+        if shared > MAX_SHARED_AFFIX:
+            problems.append(
+                f"{where}: ids share a {shared}-character {end}, so they follow a pattern"
+            )
+    return problems
+
+
+def _common_prefix(a: str, b: str) -> int:
+    return sum(1 for _ in takewhile(lambda pair: pair[0] == pair[1], zip(a, b, strict=False)))
+
+
+def _well_formed(data: bytes) -> bool:
+    try:
+        return png_chunk_types(data)[:1] == ["IHDR"]
+    except ValueError:
+        return False
+
+
 def _ihdr(data: bytes) -> tuple[int, ...]:
     return struct.unpack(">IIBBBBB", data[16:29])
+
+
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def png_encoding(data: bytes) -> tuple[object, ...]:
+    """What an encoder leaves in a PNG beyond the pixels: IDAT chunking, the zlib header
+    (window and level) and the set of row filters. Equal for all images of one encoder and one
+    size; our canonical encoder writes one IDAT, level 6, Paeth on every row."""
+    chunks: list[tuple[bytes, bytes]] = []
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        chunks.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+    idat = b"".join(payload for kind, payload in chunks if kind == b"IDAT")
+    width, height, depth, colour, _, _, interlace = _ihdr(data)
+    stride = 1 + (width * _CHANNELS.get(colour, 1) * depth + 7) // 8
+    filters: tuple[int, ...] | str = "interlaced"
+    if not interlace:
+        try:
+            # Bounded: never inflate more than the image can hold.
+            raw = zlib.decompressobj().decompress(idat, stride * height)
+            filters = tuple(sorted(set(raw[::stride])))
+        except zlib.error:
+            filters = "undecodable"
+    idat_count = sum(kind == b"IDAT" for kind, _ in chunks)
+    return (f"{idat_count} IDAT", f"zlib {idat[:2].hex()}", f"filters {filters}")
 
 
 def image_problems(response: Any, facts: _Facts, where: str) -> list[str]:
@@ -139,6 +244,8 @@ def image_problems(response: Any, facts: _Facts, where: str) -> list[str]:
         problems.append(f"{where}: content-type {headers.get('content-type')!r}")
     if headers.get("cache-control") != IMAGE_CACHE_CONTROL:
         problems.append(f"{where}: cache-control {headers.get('cache-control')!r}")
+    # Names are held to the stricter allow-list above; values are checked like a page's.
+    problems += header_problems(response, facts, where, check_names=False)
     data: bytes = response.content
     try:
         chunks = png_chunk_types(data)
@@ -194,12 +301,15 @@ def audit_blinding(client: Client, study_id: int, *, max_steps: int = 100_000) -
 
     An empty list means: every page and fragment is free of names, keys, labels, sources and
     origin words; pages of the same kind (practice, scored) are identical but for opaque ids
-    and counters; every image is a bare PNG with the same header and generic HTTP headers.
+    and counters; every image is a bare PNG with the same header and encoding and generic HTTP
+    headers; no response's headers name a file or carry a name, label or source; every opaque
+    id served looks random.
     """
     facts = _facts(study_id)
     problems: list[str] = []
     seen: set[str] = set()
     headers_seen: dict[tuple[int, ...], str] = {}
+    encodings_seen: dict[tuple[object, ...], str] = {}
     skeletons: dict[bool, dict[str, str]] = {True: {}, False: {}}
     base = f"/read/{study_id}"
     for step in range(1, max_steps + 1):
@@ -218,12 +328,14 @@ def audit_blinding(client: Client, study_id: int, *, max_steps: int = 100_000) -
         seen.add(entry)
         practice = 'id="practice-banner"' in html
         problems += html_problems(html, facts, where, feedback_allowed=False)
+        problems += header_problems(page, facts, where)
         skeletons[practice][where] = _skeleton(html, {entry, *_IMAGE_URL.findall(html)})
 
         image = client.get(f"{base}/image/{entry}")
         problems += image_problems(image, facts, f"image {step}")
-        if image.status_code == 200 and image.content[12:16] == b"IHDR":
+        if image.status_code == 200 and _well_formed(image.content):
             headers_seen.setdefault(_ihdr(image.content), f"image {step}")
+            encodings_seen.setdefault(png_encoding(image.content), f"image {step}")
 
         token = _CSRF.search(html)
         answered = client.post(
@@ -236,6 +348,7 @@ def audit_blinding(client: Client, study_id: int, *, max_steps: int = 100_000) -
         problems += html_problems(
             answered.text, facts, f"fragment after {where}", feedback_allowed=practice
         )
+        problems += header_problems(answered, facts, f"fragment after {where}")
     else:
         problems.append(f"stopped after {max_steps} images without reaching the finish page")
     if len(headers_seen) > 1:
@@ -243,6 +356,12 @@ def audit_blinding(client: Client, study_id: int, *, max_steps: int = 100_000) -
             "images differ in size, bit depth or colour type: "
             + "; ".join(f"{where}: {ihdr}" for ihdr, where in headers_seen.items())
         )
+    elif len(encodings_seen) > 1:
+        problems.append(
+            "images differ in PNG encoding, a second encoder's fingerprint: "
+            + "; ".join(f"{where}: {', '.join(map(str, e))}" for e, where in encodings_seen.items())
+        )
+    problems += opaque_id_problems(seen, "served opaque ids")
     problems += _differences(skeletons[False], "scored")
     problems += _differences(skeletons[True], "practice")
     return problems

@@ -1,4 +1,4 @@
-"""``synthbench study ...``: import ratings and print a study's statistics.
+"""``synthbench study ...``: import ratings, print a study's statistics, audit its blinding.
 
 Registered in app/cli.py as ``cli.add_typer(study_cli, name="study")``. Heavy imports (scipy,
 statsmodels) happen inside the commands so that ``synthbench --help`` stays quick. Results go
@@ -143,3 +143,36 @@ def _print_summary(about: dict[str, Any], stats: dict[str, Any]) -> None:
         f"(95% CI {_fmt(pooled['ci_low'])}-{_fmt(pooled['ci_high'])}; {pooled['method']})"
     )
     console.print(f"Fleiss' kappa {_fmt(stats['fleiss_kappa'])}")
+
+
+@study_cli.command("audit")
+def audit_command(
+    study_id: Annotated[int, typer.Argument(help="the study's id")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Check that nothing readers are served could unblind them; exit code 1 on any finding.
+
+    Walks the whole study as a throwaway reader whose writes nobody sees (a rolled-back
+    transaction, or a copy of a SQLite database), so the study is left exactly as it was.
+    """
+    import json
+
+    from app.reading.study_audit import AuditRefused, audit_study
+
+    try:
+        report = audit_study(study_id)
+    except AuditRefused as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    elif report.ok:
+        typer.echo(
+            f"Study {study_id} ({report.study_name!r}): blinding audit passed "
+            f"({report.stored_ids} stored opaque ids checked, every page and image walked)."
+        )
+    else:
+        typer.echo(f"Study {study_id} ({report.study_name!r}): {len(report.findings)} finding(s):")
+        for finding in report.findings:
+            typer.echo(f"- {finding}")
+    if not report.ok:
+        raise typer.Exit(1)

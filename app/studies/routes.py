@@ -12,9 +12,9 @@ from starlette.datastructures import FormData
 from app.auth import service as auth_service
 from app.auth.service import Principal
 from app.config import get_settings
-from app.deps import DbDep, Researcher
-from app.models import Invite, Study
-from app.studies import service
+from app.deps import DbDep, Forbidden, Researcher
+from app.models import Invite, Study, User
+from app.studies import service, sharing
 from app.studies.design import load_design
 from app.studies.design_form import parse_design_form
 from app.web.templating import redirect, render
@@ -33,19 +33,45 @@ async def form_data(request: Request) -> FormData:
 FormDep = Annotated[FormData, Depends(form_data)]
 
 
-def study_for(db: DbDep, study_id: int, principal: Principal) -> Study:
+def study_for(db: DbDep, study_id: int, principal: Principal, *, change: bool = False) -> Study:
+    """The study if the principal may see it (and, with ``change``, modify it).
+
+    Someone who may not see it gets the same 404 as for a missing id, so ids are not probed;
+    a collaborator it is shared with learns only that changes are the owner's.
+    """
     study = db.get(Study, study_id)
-    if study is None or (not principal.is_admin and study.owner_id != principal.user.id):
+    if study is None or not sharing.can_view(db, study, principal):
         raise StudyNotFound(study_id)
+    if change and not sharing.can_change(study, principal):
+        raise Forbidden("This study is shared with you to read; only its owner can change it.")
     return study
+
+
+def owned_study(study_id: int, db: DbDep, principal: Researcher) -> Study:
+    # A dependency rather than a call in the route body: FastAPI validates the form after
+    # dependencies but before the body runs, so a route with required form fields would answer
+    # someone else's study id with 422 instead of 404.
+    return study_for(db, study_id, principal, change=True)
+
+
+OwnedStudy = Annotated[Study, Depends(owned_study)]
 
 
 @router.get("")
 def study_list(request: Request, db: DbDep, principal: Researcher) -> Response:
     query = select(Study).order_by(Study.id.desc())
     if not principal.is_admin:
-        query = query.where(Study.owner_id == principal.user.id)
-    return render(request, "studies/list.html", {"studies": list(db.scalars(query))})
+        query = query.where(sharing.visible_studies(principal))
+    studies = list(db.scalars(query))
+    owner_ids = {s.owner_id for s in studies}
+    owners = {u.id: u.username for u in db.scalars(select(User).where(User.id.in_(owner_ids)))}
+    context = {
+        "studies": studies,
+        "owners": owners,
+        "me": principal.user.id,
+        "admin": principal.is_admin,
+    }
+    return render(request, "studies/list.html", context)
 
 
 def _new_form(request: Request, db: DbDep, principal: Principal, **context: object) -> Response:
@@ -89,7 +115,9 @@ def create_study(request: Request, db: DbDep, principal: Researcher, form: FormD
     return redirect(request, f"/studies/{study.id}", flash="Study created.")
 
 
-def _study_page(request: Request, db: DbDep, study: Study, **extra: object) -> Response:
+def _study_page(
+    request: Request, db: DbDep, study: Study, principal: Principal, **extra: object
+) -> Response:
     invites = list(
         db.scalars(select(Invite).where(Invite.study_id == study.id).order_by(Invite.id.desc()))
     )
@@ -102,6 +130,8 @@ def _study_page(request: Request, db: DbDep, study: Study, **extra: object) -> R
         "assignable": service.assignable_readers(db, study),
         "invites": invites,
         "invite_hours": get_settings().invite_hours,
+        "can_change": sharing.can_change(study, principal),
+        "collaborators": sharing.collaborators(db, study),
         **extra,
     }
     return render(request, "studies/detail.html", context)
@@ -109,18 +139,16 @@ def _study_page(request: Request, db: DbDep, study: Study, **extra: object) -> R
 
 @router.get("/{study_id}")
 def study_page(request: Request, study_id: int, db: DbDep, principal: Researcher) -> Response:
-    return _study_page(request, db, study_for(db, study_id, principal))
+    return _study_page(request, db, study_for(db, study_id, principal), principal)
 
 
 @router.post("/{study_id}/readers")
 def assign_reader(
     request: Request,
-    study_id: int,
     db: DbDep,
-    principal: Researcher,
+    study: OwnedStudy,
     user_id: Annotated[int, Form()],
 ) -> Response:
-    study = study_for(db, study_id, principal)
     try:
         service.assign_reader(db, study, user_id)
     except service.StudyDesignError as exc:
@@ -138,12 +166,35 @@ def create_invite(
     principal: Researcher,
     label: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    study = study_for(db, study_id, principal)
+    study = study_for(db, study_id, principal, change=True)
     token, _ = auth_service.create_invite(
         db, study=study, created_by=principal.user, hours=get_settings().invite_hours, label=label
     )
     db.commit()
     # The link is shown once: only its hash is stored, so it cannot be shown again later.
     return _study_page(
-        request, db, study, new_link=str(request.url_for("invite_page", token=token))
+        request, db, study, principal, new_link=str(request.url_for("invite_page", token=token))
     )
+
+
+@router.post("/{study_id}/shares")
+def share_study(
+    request: Request,
+    db: DbDep,
+    study: OwnedStudy,
+    username: Annotated[str, Form(max_length=120)] = "",
+) -> Response:
+    try:
+        user = sharing.share(db, study, username)
+    except sharing.ShareError as exc:
+        db.rollback()
+        return redirect(request, f"/studies/{study.id}", flash=exc.message, kind="error")
+    db.commit()
+    return redirect(request, f"/studies/{study.id}", flash=f"Shared with {user.username} to read.")
+
+
+@router.post("/{study_id}/shares/{user_id}/remove")
+def unshare_study(request: Request, user_id: int, db: DbDep, study: OwnedStudy) -> Response:
+    sharing.unshare(db, study, user_id)
+    db.commit()
+    return redirect(request, f"/studies/{study.id}", flash="No longer shared.")

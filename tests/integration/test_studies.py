@@ -145,3 +145,58 @@ def test_assign_existing_reader_once(setup) -> None:  # type: ignore[no-untyped-
         web.post_form(f"{study_path}/readers", {"user_id": str(rita)}, token_from=study_path)
     assert _count(StudyReader) == 1
     assert "not started" in web.get(study_path).text
+
+
+def test_sharing_a_study_lets_a_colleague_read_it_but_not_change_it(setup) -> None:  # type: ignore[no-untyped-def]
+    web, real, fake = setup
+    token = csrf_from(web.get("/studies/new").text)
+    created = web.client.post(
+        "/studies",
+        data={**_form(real, fake), "image_set_ids": [str(real), str(fake)], "csrf_token": token},
+        follow_redirects=False,
+    )
+    study_path = created.headers["location"]
+    readable = [study_path, f"{study_path}/results", f"{study_path}/export.csv"]
+
+    with TestClient(create_app()) as other:
+        bob = WebClient(other)
+        bob.login("bob", "bob-password")
+        assert all(bob.get(p).status_code == 404 for p in readable)
+        assert "Study 1" not in bob.get("/studies").text
+
+        # Only researchers can be collaborators; a typo or a reader gets the same answer.
+        for name in ("rita", "nobody"):
+            refused = web.post_form(
+                f"{study_path}/shares", {"username": name}, token_from=study_path
+            )
+            assert f"There is no researcher named &#39;{name}&#39;." in refused.text
+        shared = web.post_form(f"{study_path}/shares", {"username": "bob"}, token_from=study_path)
+        assert "Shared with bob to read." in shared.text
+        again = web.post_form(f"{study_path}/shares", {"username": "bob"}, token_from=study_path)
+        assert "already shared with bob" in again.text
+
+        assert all(bob.get(p).status_code == 200 for p in readable)
+        listing = bob.get("/studies").text
+        assert "Study 1" in listing and "alice (shared with you)" in listing
+        page = bob.get(study_path).text
+        assert "Shared with you to read." in page and "Create invitation link" not in page
+        for action, data in (
+            ("invites", {"label": "x"}),
+            ("readers", {"user_id": "1"}),
+            ("shares", {"username": "bob"}),
+        ):
+            changed = bob.post_form(f"{study_path}/{action}", data, token_from=study_path)
+            assert changed.status_code == 403, action
+            assert "only its owner can change it" in changed.text
+        assert _count(StudyReader) == 0
+
+        bob_id = _user_id("bob")
+        web.post_form(f"{study_path}/shares/{bob_id}/remove", {}, token_from=study_path)
+        assert all(bob.get(p).status_code == 404 for p in readable)
+
+
+def _user_id(username: str) -> int:
+    from app.models import User
+
+    with session_scope() as db:
+        return int(db.scalar(select(User.id).where(User.username == username)))
