@@ -39,6 +39,11 @@ DbDep = Annotated[Session, Depends(get_db)]
 def optional_principal(request: Request, db: DbDep) -> Principal | None:
     token = unsign(request.app.state.secret_key, "session", request.cookies.get(SESSION_COOKIE))
     principal = load_session(db, token)
+    # End the read here: FastAPI runs the endpoint in a later threadpool hop, and a request
+    # waiting for a thread must not hold a pooled connection (threads waiting for connections
+    # held by requests waiting for threads is a deadlock that only the pool timeout breaks).
+    # Loaded objects stay usable: sessions are made with expire_on_commit=False.
+    db.commit()
     request.state.principal = principal
     return principal
 

@@ -31,6 +31,7 @@ from app.studies.results_routes import router as results_router
 from app.studies.routes import StudyNotFound
 from app.studies.routes import router as studies_router
 from app.sweeps.routes import router as sweeps_router
+from app.web.body_limit import FormBodyLimitMiddleware
 from app.web.health import router as health_router
 from app.web.security import SecurityMiddleware, csrf_protect
 from app.web.templating import ROOT, redirect, render
@@ -83,6 +84,8 @@ def create_app() -> FastAPI:
         redoc_url=None,
     )
     app.state.secret_key = settings.resolved_secret_key()
+    # Added first, so SecurityMiddleware (outermost) also puts its headers on a 413.
+    app.add_middleware(FormBodyLimitMiddleware)
     app.add_middleware(
         SecurityMiddleware,
         secret=app.state.secret_key,
@@ -132,6 +135,14 @@ def create_app() -> FastAPI:
     @app.exception_handler(DatasetNotFound)
     async def dataset_not_found(request: Request, exc: DatasetNotFound) -> Response:
         return _error(request, 404, f"There is no dataset #{exc.args[0]} you can see.")
+
+    # An id or page past 64 bits (/jobs/9223372036854775808) is a valid int to FastAPI, but
+    # SQLite refuses to bind it before any lookup. No row can have such an id: 404, not 500.
+    @app.exception_handler(OverflowError)
+    async def id_out_of_range(request: Request, exc: OverflowError) -> Response:
+        if "too large to convert to SQLite INTEGER" not in str(exc):
+            raise exc
+        return _error(request, 404, "This page does not exist.")
 
     @app.exception_handler(StudyNotFound)
     async def study_not_found(request: Request, exc: StudyNotFound) -> Response:

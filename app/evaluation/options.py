@@ -109,7 +109,8 @@ def test_sets(values: Mapping[str, Any]) -> list[int]:
     for item in (str(i).strip() for i in items):
         if not item:
             continue
-        if not item.isdigit() or not 1 <= int(item) <= MAX_ID:
+        # isdecimal, not isdigit: int() refuses digits such as "²" (a 500 before).
+        if not item.isdecimal() or not 1 <= int(item) <= MAX_ID:
             raise SpecError("test_set_ids", f"Test sets: image set ids, not {item!r}.")
         ids.append(int(item))
     return sorted(set(ids))

@@ -111,7 +111,8 @@ def compare_runs(
 ) -> Response:
     """Two or more GAN runs side by side: settings, FID, the latest sample grid of each.
     `ids` comes as ?ids=3,7 or as ticked boxes (?ids=3&ids=7)."""
-    chosen = [int(i) for raw in ids for i in raw.split(",") if i.strip().isdigit()][:6]
+    # isdecimal, not isdigit: "²" is a digit that int() refuses, which was a 500.
+    chosen = [int(i) for raw in ids for i in raw.split(",") if i.strip().isdecimal()][:6]
     runs = [_gan_job(db, i, principal)[0] for i in dict.fromkeys(chosen)]
     context = compare_context(runs)
     if not runs:

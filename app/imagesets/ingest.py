@@ -30,7 +30,7 @@ from app.imagesets.manifest import ManifestRow, parse_manifest, show_name
 from app.imagesets.storage import BLINDED_SIZE
 from app.models.imageset import Origin
 from ml.data.dicom import MultiFrameError
-from ml.data.images import ImageDecodeError, load_image
+from ml.data.images import ImageDecodeError, load_image, sniff_format
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 MAX_NAME = 500  # width of Image.original_name
 _READ_CHUNK = MiB
+_SNIFF_BYTES = 132  # enough for sniff_format: a DICOM preamble and its "DICM"
 # Junk that desktop tools add to zips and image folders: skipped rather than refused.
 _JUNK_FILES = frozenset({"thumbs.db", "desktop.ini"})
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
@@ -288,6 +289,12 @@ class _Reader:
         if rows is not None and row is None:
             self.errors.append(f"{name}: not listed in {manifest_name}; every image needs a row.")
         try:
+            # The first bytes decide: a 200 MB text file named .png is refused unread.
+            head = self._read(info, _SNIFF_BYTES)[0]
+            if sniff_format(head) is None:
+                what = "empty file" if not head else "unrecognised content"
+                self.errors.append(f"{name}: not a supported image (PNG, JPEG or DICOM): {what}")
+                return
             data, digest = self._read(info)
         except _EntryError as exc:
             self.errors.append(f"{name}: {exc}")
@@ -330,15 +337,17 @@ class _Reader:
         if self.on_image is not None and not self.errors:
             self.on_image(entry, data, blinded)
 
-    def _read(self, info: zipfile.ZipInfo) -> tuple[bytes, str]:
+    def _read(self, info: zipfile.ZipInfo, head: int | None = None) -> tuple[bytes, str]:
         """The entry's bytes and sha256, never more than its declared size: the directory checks
-        trusted that size, so reading enforces it rather than trusting the stream."""
+        trusted that size, so reading enforces it rather than trusting the stream. With `head`,
+        only that many first bytes (and their hash)."""
         limit = min(info.file_size, self.limits.max_entry_bytes)
+        wanted = limit + 1 if head is None else min(head, limit)
         buf = bytearray()
         digest = hashlib.sha256()
         try:
             with self.archive.open(info) as stream:
-                while chunk := stream.read(min(_READ_CHUNK, limit + 1 - len(buf))):
+                while chunk := stream.read(min(_READ_CHUNK, wanted - len(buf))):
                     buf += chunk
                     digest.update(chunk)
                     if len(buf) > limit:

@@ -130,7 +130,7 @@ def image_set_page(
     image_set_id: int,
     db: DbDep,
     principal: Researcher,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> Response:
     image_set = service.get_image_set(db, image_set_id, principal)
     summary = service.set_summary(db, image_set)

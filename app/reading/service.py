@@ -298,6 +298,11 @@ def record_answer(
     parsed = parse_answer(reading, form)
     current = current_entry(db, study_reader)
     if current is None or current.id != entry.id:
+        # An identical submit running beside this one may have stored the answer since we
+        # looked above, which moves the reader on: that is a repeat, not a stale page.
+        stored = _answer_of(db, entry)
+        if stored is not None:
+            return _repeat_or_conflict(reading, form, stored)
         raise NotCurrent()
     answer = Answer(
         schedule_entry_id=entry.id,

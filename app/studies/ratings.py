@@ -66,7 +66,8 @@ _DIGITS = re.compile(r"(\d+)")
 
 def natural_key(text: str) -> list[Any]:
     """Sort key that puts img2 before img10, the order a person expects."""
-    return [int(part) if part.isdigit() else part for part in _DIGITS.split(text)]
+    # isdecimal, not isdigit: "²" is a digit int() refuses, and a reader may be called "R1²".
+    return [int(part) if part.isdecimal() else part for part in _DIGITS.split(text)]
 
 
 def image_label(item_id: int) -> str:

@@ -243,7 +243,8 @@ def _epochs(raw: str) -> int | None:
     text = (raw or "").strip()
     if not text:
         return None
-    if not text.isdigit() or not 1 <= int(text) <= 1000:
+    # isdecimal, not isdigit: int() refuses digits such as "²" (a 500 before).
+    if not text.isdecimal() or not 1 <= int(text) <= 1000:
         raise SpecError("epochs", "Epochs: a whole number from 1 to 1000 (empty: the preset's).")
     return int(text)
 

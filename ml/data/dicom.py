@@ -8,8 +8,10 @@ blinded reader studies without leaking who the patient was.
 from __future__ import annotations
 
 import io
+import math
 import struct
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, NoReturn
@@ -20,12 +22,14 @@ import pydicom.uid
 from numpy.typing import NDArray
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, get_decoder
 from pydicom.pixels import pixel_array as _pixel_array
 from pydicom.tag import BaseTag, Tag
 
+from ml.data.codestreams import check_frame
 from ml.data.decoded import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
 from ml.data.decoded import DecodedImage as DecodedImage
 from ml.data.decoded import ImageMeta as ImageMeta
@@ -69,6 +73,14 @@ _WINDOW_CENTER = 0x00281050
 _WINDOW_WIDTH = 0x00281051
 _PIXEL_DATA_TAG_BYTES = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")  # little / big endian
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+_DEFLATED_UID = pydicom.uid.DeflatedExplicitVRLittleEndian.encode()
+_DEFLATE_SNIFF = 64 * 1024  # the file meta group, where the transfer syntax is named
+# Bounds on what a deflated dataset may inflate to: three 16-bit samples per pixel, and room
+# for the header elements (LUTs, overlays, private tags) around them.
+_MAX_BYTES_PER_PIXEL = 6
+_HEADER_ALLOWANCE = 16 * 1024 * 1024
+_INFLATE_CHUNK = 1024 * 1024
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _TRAILING_PADDING_TAG = 0xFFFCFFFC
 _CUT_INSIDE_ELEMENT = "DICOM file is truncated (it ends inside a data element)"
 _GRAYSCALE = frozenset({"MONOCHROME1", "MONOCHROME2"})
@@ -357,7 +369,22 @@ def _load(
     source: Source, *, frame: int | None, salt: str | bytes | None, max_pixels: int
 ) -> _Frame:
     data = read_source_bytes(source)
-    ds, overrun = _parse(data)
+    try:
+        return _interpret(data, frame=frame, salt=salt, max_pixels=max_pixels)
+    except (ImageDecodeError, MemoryError):
+        raise
+    except Exception as exc:
+        # pydicom converts a value from its raw bytes when it is first read, so a garbled one
+        # (an unknown VR, text where a number belongs, two values where one belongs) raises
+        # whatever its converter raises, wherever it is read. Found by tests/unit/test_dicom_fuzz.
+        detail = f"{type(exc).__name__}: {exc}"[:200]
+        raise CorruptImageError(f"DICOM header holds an invalid value ({detail})") from exc
+
+
+def _interpret(
+    data: bytes, *, frame: int | None, salt: str | bytes | None, max_pixels: int
+) -> _Frame:
+    ds, overrun = _parse(data, max_pixels)
     rows, cols, n_frames, photometric, bits_allocated = _check_image_header(
         ds, data, overrun, max_pixels
     )
@@ -369,8 +396,13 @@ def _load(
     if frame is not None and not 0 <= frame < n_frames:
         raise FrameIndexError(f"frame {frame} out of range: DICOM has {n_frames} frame(s)")
     ts = ds.file_meta.TransferSyntaxUID
+    if not isinstance(ts, pydicom.uid.UID):  # several values, say
+        raise CorruptImageError(f"invalid transfer syntax UID {ts!r}"[:200])
     _check_codec(ts)
-    arr = _decode_pixels(ds, ts, index=frame if n_frames > 1 else None)
+    index = frame if n_frames > 1 else None
+    if ts.is_encapsulated:
+        check_frame(_encoded_frame(ds, index or 0, n_frames), ts, rows, cols)
+    arr = _decode_pixels(ds, ts, index=index)
     bits_stored = int(ds.get("BitsStored", bits_allocated))
     white = float(2**bits_stored - 1)
     if photometric in _GRAYSCALE:
@@ -415,8 +447,16 @@ def _modality_values(arr: NDArray[np.generic], ds: Dataset) -> NDArray[np.float3
         return apply_modality_lut(arr, ds).astype(np.float32)
     values = arr.astype(np.float32)
     if "RescaleSlope" in ds and "RescaleIntercept" in ds:
-        values *= float(ds.RescaleSlope)
-        values += float(ds.RescaleIntercept)
+        slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        # "inf", "nan" and "1e38" are valid DS strings; they would make NaN or infinite pixels.
+        # Stored values are under 2**16 (at most 16 bits allocated), so this bounds every one.
+        if not abs(slope) * 2**16 + abs(intercept) < _FLOAT32_MAX:
+            raise CorruptImageError(
+                f"rescale slope {slope} and intercept {intercept} give pixel values that are "
+                "infinities or NaN"
+            )
+        values *= slope
+        values += intercept
     return values
 
 
@@ -427,7 +467,17 @@ def _luminance(rgb: NDArray[np.generic]) -> NDArray[np.float32]:
     return (flat @ _LUMA_WEIGHTS_F32).reshape(rgb.shape[:-1])
 
 
-def _parse(data: bytes) -> tuple[Dataset, bool]:
+def _encoded_frame(ds: Dataset, index: int, n_frames: int) -> bytes:
+    offsets = None
+    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+        offsets = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+    try:
+        return get_frame(ds.PixelData, index, number_of_frames=n_frames, extended_offsets=offsets)
+    except Exception as exc:  # pydicom raises several types on broken fragment lists
+        raise CorruptImageError(f"encapsulated pixel data is malformed ({exc})"[:200]) from exc
+
+
+def _parse(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Dataset, bool]:
     """The dataset holding only `_READ_TAGS`, and whether parsing ran past the end of `data`."""
     if not data:
         raise TruncatedFileError("file is empty (0 bytes)")
@@ -438,8 +488,15 @@ def _parse(data: bytes) -> tuple[Dataset, bool]:
         raise NotDicomError("not a DICOM file (no 'DICM' marker and no recognisable dataset)")
     if layout == "dicm-no-preamble":
         data = bytes(128) + data
-    buffer = io.BytesIO(data)
     meta = None if layout == "raw" else _file_meta(data)
+    if meta is None and _DEFLATED_UID in data[:_DEFLATE_SNIFF]:
+        # dcmread would inflate the whole rest of the file, with no bound, to read it.
+        raise CorruptImageError("deflated DICOM file with a malformed file meta header")
+    if meta is not None and meta[0].TransferSyntaxUID.is_deflated:
+        # Parsed from the inflated dataset alone: explicit VR little endian (PS3.5 A.5).
+        data = _inflate(data[meta[1] :], max_pixels)
+        meta = (meta[0], 0)
+    buffer = io.BytesIO(data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -511,13 +568,38 @@ def _file_meta(data: bytes) -> tuple[FileMetaDataset, int] | None:
         if element in (0x0002, 0x0010):  # MediaStorageSOPClassUID, TransferSyntaxUID
             uids[element] = data[start:pos].rstrip(b"\x00 ").decode("ascii", "replace")
     ts = pydicom.uid.UID(uids.get(0x0010, ""))
-    if not ts.is_transfer_syntax or ts.is_private or ts.is_deflated:
+    if not ts.is_transfer_syntax or ts.is_private:
         return None
     file_meta = FileMetaDataset()
     file_meta.TransferSyntaxUID = ts
     if 0x0002 in uids:
         file_meta.MediaStorageSOPClassUID = uids[0x0002]
     return file_meta, pos
+
+
+def _inflate(deflated: bytes, max_pixels: int) -> bytes:
+    """A deflated dataset, if it inflates no further than the largest image allowed could need:
+    deflate reaches 1000:1, so a 1 MB file could otherwise claim a gigabyte. The size is
+    counted first, a chunk at a time, so a bomb is refused holding one chunk."""
+    limit = max_pixels * _MAX_BYTES_PER_PIXEL + _HEADER_ALLOWANCE
+    counter = zlib.decompressobj(-zlib.MAX_WBITS)
+    size, pending = 0, deflated
+    try:
+        while pending and not counter.eof and size <= limit:
+            size += len(counter.decompress(pending, _INFLATE_CHUNK))
+            pending = counter.unconsumed_tail
+        size += len(counter.flush()) if size <= limit else 0
+        if size > limit:
+            raise ImageTooLargeError(
+                f"deflated DICOM data inflates to more than {limit:,} bytes, more than an "
+                f"image of the {max_pixels:,} pixel limit needs",
+                0,
+                max_pixels,
+            )
+        # A stream cut short inflates to what it holds; the parser then finds the cut.
+        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(deflated)
+    except zlib.error as exc:
+        raise CorruptImageError(f"deflated DICOM data is corrupt ({exc})") from exc
 
 
 def _short_elements(ds: Dataset) -> list[tuple[int, int, int]]:
@@ -676,7 +758,8 @@ def _header_display(ds: Dataset, white: float) -> _Display:
     except (TypeError, ValueError, IndexError):
         return _Display(white=white)
     function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
-    if w <= 0 or (function == "LINEAR" and w < 1):
+    # "nan" and "1e400" are valid DS strings; a window made of them would display as NaN.
+    if not (math.isfinite(c) and math.isfinite(w)) or w <= 0 or (function == "LINEAR" and w < 1):
         return _Display(white=white)
     return _Display(window=(c, w), function=function, white=white)
 

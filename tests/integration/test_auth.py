@@ -250,3 +250,25 @@ def test_many_usernames_from_one_address_are_limited(web: WebClient) -> None:
     assert web.login("alice", "alice-password").status_code == 429
     with session_scope() as db:
         assert db.scalar(select(func.count()).select_from(LoginFailure)) == 30
+
+
+def test_resolving_the_principal_leaves_no_transaction_open(web: WebClient) -> None:
+    # FastAPI runs the endpoint in a later thread-pool hop than this dependency; a request that
+    # held its pooled connection while waiting for a thread deadlocked 200 concurrent readers
+    # until the pool timeout (found by bench/reading_load.py).
+    from starlette.requests import Request
+
+    from app.db import get_sessionmaker
+    from app.deps import SESSION_COOKIE, optional_principal
+
+    web.login("alice", "alice-password")
+    cookie = web.client.cookies.get(SESSION_COOKIE)
+    scope = {
+        "type": "http",
+        "headers": [(b"cookie", f"{SESSION_COOKIE}={cookie}".encode())],
+        "app": web.client.app,  # type: ignore[attr-defined]
+    }
+    with get_sessionmaker()() as db:
+        principal = optional_principal(Request(scope), db)
+        assert principal is not None and principal.user.username == "alice"
+        assert not db.in_transaction()
