@@ -34,9 +34,19 @@ class Settings(BaseSettings):
     login_max_failures: int = 5
     login_max_failures_per_address: int = 30
     login_window_s: int = 900
+    # One attempt of a job may run this long; then it is stopped and failed. The reporter stops
+    # it at its next progress check; Celery's own soft limit (a little later) and hard limit
+    # (the pool process is killed) catch code that never checks.
     job_soft_time_limit_s: int = 6 * 3600
     job_time_limit_s: int = 6 * 3600 + 300
+    # A running job whose heartbeat is older than this is failed by the reaper, which runs in
+    # the web server every `reaper_interval_s`: a job whose worker vanished ends within about
+    # heartbeat_timeout_s + reaper_interval_s, never 'running' forever.
     heartbeat_timeout_s: int = 120
+    reaper_interval_s: float = 30.0
+    # A job still 'queued' after this long, on a queue where the broker holds no message, is
+    # sent again: its message never reached the broker (down at submit time) or was lost.
+    redispatch_after_s: int = 120
     max_upload_bytes: int = 512 * 1024 * 1024
     # Folders the web form may import datasets from (researchers must not read arbitrary server
     # paths); the CLI, run by whoever owns the machine, may import from anywhere.

@@ -37,7 +37,6 @@ from app.web.security import SecurityMiddleware, csrf_protect
 from app.web.templating import ROOT, redirect, render
 
 log = logging.getLogger(__name__)
-REAPER_INTERVAL_S = 30
 
 
 def _wants_json(request: Request) -> bool:
@@ -53,19 +52,32 @@ def _error(request: Request, status: int, message: str) -> Response:
 
 
 def _reap_once() -> None:
-    with get_sessionmaker()() as db:
-        reaped = job_service.reap_stale(db)
+    # Two independent sweeps: a broker that is down must not stop dead workers' jobs failing.
+    try:
+        with get_sessionmaker()() as db:
+            reaped = job_service.reap_stale(db)
         if reaped:
             log.warning("marked %d jobs without heartbeat as failed", reaped)
+    except Exception:
+        log.exception("reaping jobs without heartbeat failed")
+    try:
+        with get_sessionmaker()() as db:
+            sent = job_service.redispatch_lost(db)
+        if sent:
+            log.warning("sent again %d queued jobs the broker did not hold: %s", len(sent), sent)
+    except Exception as exc:  # typically the broker is still down: try again next round
+        log.warning("re-sending queued jobs failed: %s: %s", type(exc).__name__, exc)
 
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    interval = get_settings().reaper_interval_s
+
     async def reaper() -> None:
         while True:
             with contextlib.suppress(Exception):
                 await run_in_threadpool(_reap_once)
-            await asyncio.sleep(REAPER_INTERVAL_S)
+            await asyncio.sleep(interval)
 
     task = asyncio.create_task(reaper())
     try:
@@ -136,6 +148,10 @@ def create_app() -> FastAPI:
     async def dataset_not_found(request: Request, exc: DatasetNotFound) -> Response:
         return _error(request, 404, f"There is no dataset #{exc.args[0]} you can see.")
 
+    @app.exception_handler(StudyNotFound)
+    async def study_not_found(request: Request, exc: StudyNotFound) -> Response:
+        return _error(request, 404, f"There is no study {exc.args[0]} that you can see.")
+
     # An id or page past 64 bits (/jobs/9223372036854775808) is a valid int to FastAPI, but
     # SQLite refuses to bind it before any lookup. No row can have such an id: 404, not 500.
     @app.exception_handler(OverflowError)
@@ -143,10 +159,6 @@ def create_app() -> FastAPI:
         if "too large to convert to SQLite INTEGER" not in str(exc):
             raise exc
         return _error(request, 404, "This page does not exist.")
-
-    @app.exception_handler(StudyNotFound)
-    async def study_not_found(request: Request, exc: StudyNotFound) -> Response:
-        return _error(request, 404, f"There is no study {exc.args[0]} that you can see.")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -46,11 +46,16 @@ def point_celery_at(broker_url: str) -> None:
     """Rebind this process's Celery producer to another broker.
 
     A running synthbench process never changes broker, so this lives in tests: Celery caches
-    both a connection pool and a producer pool bound to the first broker it saw.
+    both a connection pool and a producer pool bound to the first broker it saw, and the
+    transport options of its kind (Redis's visibility_timeout breaks the SQLAlchemy one).
     """
-    from workers.celery_app import celery_app
+    from app.config import get_settings
+    from workers.celery_app import celery_app, transport_options
 
     celery_app.conf.broker_url = broker_url
+    celery_app.conf.broker_transport_options = transport_options(
+        broker_url, get_settings().job_time_limit_s
+    )
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
 

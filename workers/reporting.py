@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from sqlalchemy import update
 
+from app.config import get_settings
 from app.db import session_scope
 from app.models import Job
 from app.models.types import utcnow
@@ -18,19 +19,31 @@ class JobCancelled(Exception):
     pass
 
 
+def heartbeat_period(timeout_s: float) -> float:
+    # Several beats per reaper timeout, so one slow database write never gets a live job
+    # reaped; at most every 10 s, so a long job costs a handful of writes a minute.
+    return max(0.2, min(10.0, timeout_s / 4))
+
+
 class JobReporter:
     def __init__(
         self,
         job_id: int,
         *,
         min_interval_s: float = 0.5,
-        heartbeat_s: float = 10.0,
+        heartbeat_s: float | None = None,
+        time_limit_s: float | None = None,
         listener: Callable[[float, float, str], None] | None = None,
     ):
         self.job_id = job_id
         self._listener = listener
         self.min_interval_s = min_interval_s
+        if heartbeat_s is None:
+            heartbeat_s = heartbeat_period(get_settings().heartbeat_timeout_s)
         self.heartbeat_s = heartbeat_s
+        self.time_limit_s = time_limit_s
+        self._deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
+        self.timed_out = False
         self._last_write = 0.0
         self._last_cancel_check = 0.0
         self._cancelled = False
@@ -54,7 +67,12 @@ class JobReporter:
             )
 
     def should_stop(self) -> bool:
+        """True once the job is cancelled or its attempt ran past the time limit; the ml loop
+        then stops cleanly (`timed_out` tells the runner which)."""
         now = time.monotonic()
+        if self._deadline is not None and now >= self._deadline:
+            self.timed_out = True
+            return True
         if not self._cancelled and now - self._last_cancel_check >= self.min_interval_s:
             self._last_cancel_check = now
             with session_scope() as db:

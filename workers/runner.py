@@ -26,6 +26,14 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 
 
+def time_limit_error(limit_s: float, *, killed: bool = False) -> str:
+    how = "was killed" if killed else "was stopped"
+    return (
+        f"The job ran past its time limit of {limit_s:g} s and {how} "
+        "(SYNTHBENCH_JOB_SOFT_TIME_LIMIT_S / SYNTHBENCH_JOB_TIME_LIMIT_S)."
+    )
+
+
 def _alive(job: Job) -> bool:
     if job.heartbeat_at is None:
         return False
@@ -96,16 +104,21 @@ def execute(job_id: int, worker: str = "in-process", *, listener: ProgressFn | N
         return
     settings = get_settings()
     usage: dict = {}
+    limit = settings.job_soft_time_limit_s
+    reporter = JobReporter(job_id, listener=listener, time_limit_s=limit)
     try:
         with (
             measure(tracking=settings.energy_tracking, country=settings.co2_country) as usage,
-            JobReporter(job_id, listener=listener) as reporter,
+            reporter,
         ):
             result = handler(params, artefacts, reporter.progress, reporter.should_stop)
     except (Stopped, JobCancelled) as exc:
-        _finish(job_id, JobStatus.cancelled, usage, message=f"cancelled: {exc}")
-    except SoftTimeLimitExceeded:
-        _finish(job_id, JobStatus.failed, usage, error="The job ran past its time limit.")
+        if reporter.timed_out:
+            _finish(job_id, JobStatus.failed, usage, error=time_limit_error(limit))
+        else:
+            _finish(job_id, JobStatus.cancelled, usage, message=f"cancelled: {exc}")
+    except SoftTimeLimitExceeded:  # Celery's backstop for code that never asks should_stop
+        _finish(job_id, JobStatus.failed, usage, error=time_limit_error(limit))
     except Exception as exc:
         log.exception("job %s failed", job_id)
         _finish(

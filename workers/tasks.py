@@ -2,17 +2,72 @@
 
 from __future__ import annotations
 
-from celery.signals import worker_ready
+import logging
 
+from billiard.einfo import ExceptionInfo, ExceptionWithTraceback
+from billiard.exceptions import WorkerLostError
+from celery import Task
+from celery.signals import worker_process_init, worker_ready
+from celery.worker.request import Request
+
+from app.db import get_engine
 from app.jobs.service import task_name
 from app.jobs.specs import JOB_TYPES
 from workers.celery_app import celery_app
-from workers.recovery import requeue_orphans
-from workers.runner import execute
+from workers.recovery import fail_killed_at_time_limit, release_lost_attempt, requeue_orphans
+from workers.runner import execute, time_limit_error
+
+log = logging.getLogger(__name__)
+
+
+def _job_id(request: Request) -> int | None:
+    args = request.args
+    return int(args[0]) if args else None
+
+
+class JobRequest(Request):
+    """The worker's main process learns here of a pool process that died under a job; the
+    Job row must hear of it before Celery acts on the message."""
+
+    def on_failure(
+        self, exc_info: ExceptionInfo, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
+        exc = exc_info.exception
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        job_id = _job_id(self)
+        # Before super(): it requeues the message, and the redelivery must find the attempt
+        # already released. Celery counts a pool process's SystemExit as a lost worker too.
+        died = isinstance(exc, WorkerLostError) or (
+            isinstance(exc, SystemExit | KeyboardInterrupt)
+            and not (self._already_cancelled or self._already_revoked)
+        )
+        if died and job_id is not None:
+            try:
+                release_lost_attempt(job_id, self.hostname, str(exc))
+            except Exception:
+                log.exception("job %s: recording the lost attempt failed", job_id)
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        super().on_timeout(soft, timeout)
+        job_id = _job_id(self)
+        if soft or job_id is None:
+            return
+        try:
+            fail_killed_at_time_limit(job_id, self.hostname, time_limit_error(timeout, killed=True))
+        except Exception:
+            log.exception("job %s: recording the hard time limit failed", job_id)
+
+
+class JobTask(Task):
+    Request = JobRequest
 
 
 def _register(job_type: str) -> None:
-    @celery_app.task(name=task_name(job_type), bind=True, acks_late=True, ignore_result=True)
+    @celery_app.task(
+        name=task_name(job_type), bind=True, base=JobTask, acks_late=True, ignore_result=True
+    )
     def run(self, job_id: int) -> None:  # type: ignore[no-untyped-def]
         execute(job_id, worker=self.request.hostname or "worker")
 
@@ -27,3 +82,12 @@ def _resume_orphans(sender: object = None, **_: object) -> None:
     hostname = getattr(sender, "hostname", None)
     if hostname:
         requeue_orphans(hostname)
+
+
+@worker_process_init.connect
+def _own_database_connections(**_: object) -> None:
+    # A pool process forked after the main one used the database (requeue_orphans, the
+    # JobRequest hooks) inherits its pooled connections: two processes on one socket corrupt
+    # each other. Drop them here without closing them, which would close the parent's too.
+    if get_engine.cache_info().currsize:
+        get_engine().dispose(close=False)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.auth.service import Principal
@@ -67,16 +68,29 @@ def submit(db: Session, spec: JobSpec, *, owner_id: int | None) -> Job:
     return job
 
 
+def _broker_unreachable(exc: Exception) -> bool:
+    from kombu.exceptions import OperationalError as BrokerUnreachable
+    from sqlalchemy.exc import OperationalError as DatabaseUnreachable  # the embedded broker
+
+    return isinstance(exc, BrokerUnreachable | DatabaseUnreachable | OSError)
+
+
 def commit_and_enqueue(db: Session, job: Job) -> None:
     """Commit, then enqueue: a worker must never see an id whose row is not visible yet."""
     db.commit()
     try:
         enqueue(job)
-    except Exception as exc:  # the broker is down or misconfigured: say so on the job
-        job.status = JobStatus.failed
-        job.error = f"Could not reach the job broker: {exc}"
-        job.finished_at = utcnow()
-        on_job_finished(db, job)
+    except Exception as exc:
+        if _broker_unreachable(exc):
+            # Down for now (a restart takes seconds). The committed row is the job: it stays
+            # queued and `redispatch_lost` sends it once the broker answers again, so a broker
+            # restart loses no job submitted meanwhile.
+            job.message = f"Waiting for the job broker ({type(exc).__name__}: {exc})"[:500]
+        else:  # sending itself is broken (a misconfigured broker): waiting would not help
+            job.status = JobStatus.failed
+            job.error = f"Could not send the job to the broker: {type(exc).__name__}: {exc}"
+            job.finished_at = utcnow()
+            on_job_finished(db, job)
         db.commit()
 
 
@@ -138,14 +152,69 @@ def reap_stale(db: Session, *, timeout_s: int | None = None) -> int:
     """Mark running jobs whose heartbeat stopped as failed, so none stays 'running' forever."""
     timeout = timeout_s if timeout_s is not None else get_settings().heartbeat_timeout_s
     cutoff = utcnow() - timedelta(seconds=timeout)
-    result = db.execute(
-        update(Job)
+    stale = db.scalars(
+        select(Job)
         .where(Job.status == JobStatus.running, Job.heartbeat_at < cutoff)
-        .values(
-            status=JobStatus.failed,
-            finished_at=utcnow(),
-            error=f"The worker stopped sending heartbeats for over {timeout} s (it probably died).",
-        )
-    )
+        .with_for_update()
+    ).all()
+    for job in stale:
+        job.finished_at = utcnow()
+        if job.cancel_requested:  # it was being cancelled anyway: say what was asked for
+            job.status = JobStatus.cancelled
+            job.message = "cancelled (its worker stopped responding)"
+        else:
+            job.status = JobStatus.failed
+            job.error = (
+                f"The worker stopped sending heartbeats for over {timeout} s (it probably died)."
+            )
+        # Row by row, not one bulk UPDATE: a reaped import must fail its dataset too.
+        on_job_finished(db, job)
     db.commit()
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return len(stale)
+
+
+def broker_queue_sizes(queues: Iterable[str]) -> dict[str, int]:
+    """Messages waiting in each queue (not counting those a worker holds unacknowledged)."""
+    from kombu.exceptions import ChannelError
+
+    from workers.celery_app import celery_app
+
+    sizes: dict[str, int] = {}
+    with celery_app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=5)
+        for queue in queues:
+            # A channel each: a passive declare of a missing queue closes its channel (AMQP).
+            channel = conn.channel()
+            try:
+                sizes[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+            except ChannelError:  # Redis deletes an empty list: no key is an empty queue
+                sizes[queue] = 0
+            finally:
+                channel.close()
+    return sizes
+
+
+def redispatch_lost(db: Session, *, after_s: float | None = None) -> list[int]:
+    """Send again the jobs 'queued' for over `after_s` on a queue the broker holds nothing for.
+
+    Their message is gone: the broker was down when they were submitted, the web process died
+    between commit and send, or the broker lost it (a restart inside its fsync window). A job
+    waiting behind others on a busy queue is not touched until that queue drains. A duplicate
+    this might still send (a worker took the last message but has not started the job yet) is
+    harmless: the runner starts a job once and drops deliveries of a running or ended one.
+    """
+    after = after_s if after_s is not None else get_settings().redispatch_after_s
+    cutoff = utcnow() - timedelta(seconds=after)
+    waiting = db.scalars(
+        select(Job).where(Job.status == JobStatus.queued, Job.created_at < cutoff).order_by(Job.id)
+    ).all()
+    if not waiting:
+        return []
+    sizes = broker_queue_sizes(sorted({job.queue for job in waiting}))
+    lost = [job for job in waiting if sizes[job.queue] == 0]
+    for job in lost:
+        enqueue(job)
+        if job.message.startswith("Waiting for the job broker"):
+            job.message = "sent to the job broker"
+    db.commit()
+    return [job.id for job in lost]

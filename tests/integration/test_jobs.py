@@ -170,20 +170,63 @@ def test_queued_job_waits_for_a_worker_then_runs(sqlite_env, worker_factory) -> 
     assert finished.result["n_images"] >= 2
 
 
-def test_submit_with_unreachable_broker_fails_the_job_clearly(sqlite_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_submit_with_unreachable_broker_keeps_the_job_until_it_can_be_sent(  # type: ignore[no-untyped-def]
+    sqlite_env, monkeypatch
+) -> None:
     from support import point_celery_at
 
     from workers.celery_app import celery_app
 
-    point_celery_at("redis://127.0.0.1:1/0")
-    monkeypatch.setattr(celery_app.conf, "broker_connection_max_retries", 1)
+    # Reading a setting first makes Celery configure itself from settings now: configured
+    # later, it would overwrite the broker URL set here with the installation's own.
     monkeypatch.setattr(celery_app.conf, "broker_connection_timeout", 1)
+    point_celery_at("redis://127.0.0.1:1/0")
     with session_scope() as db:
         job = service.submit(db, image_stats_spec("paediatric-cxr"), owner_id=None)
         job_id = job.id
     job = _job(job_id)
+    assert job.status is JobStatus.queued  # a broker restart must not lose the job
+    assert "Waiting for the job broker" in job.message
+    with session_scope() as db, pytest.raises(Exception):  # any broker error
+        service.redispatch_lost(db, after_s=0)  # still down: nothing sent, try again later
+
+    point_celery_at(sqlite_env.broker_url)  # the broker is back
+    with session_scope() as db:
+        assert service.redispatch_lost(db, after_s=0) == [job_id]
+        assert service.broker_queue_sizes(["cpu"]) == {"cpu": 1}
+        # Its message waits in the broker now: the next round sends nothing again.
+        assert service.redispatch_lost(db, after_s=0) == []
+    assert _job(job_id).message == "sent to the job broker"
+
+
+def test_submit_with_a_misconfigured_broker_fails_the_job_clearly(sqlite_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from support import point_celery_at
+
+    from workers.celery_app import celery_app
+
+    monkeypatch.setattr(celery_app.conf, "broker_connection_timeout", 1)  # configure now
+    point_celery_at("rediss-typo://127.0.0.1:6379/0")  # no broker will ever answer this
+    with session_scope() as db:
+        job_id = service.submit(db, image_stats_spec("paediatric-cxr"), owner_id=None).id
+    job = _job(job_id)
     assert job.status is JobStatus.failed
-    assert "Could not reach the job broker" in (job.error or "")
+    assert "Could not send the job to the broker: KeyError" in (job.error or "")
+    assert "No such transport: rediss-typo" in (job.error or "")
+
+
+def test_redispatch_sends_only_jobs_whose_message_is_lost(sqlite_env) -> None:  # type: ignore[no-untyped-def]
+    from workers.celery_app import celery_app
+
+    with session_scope() as db:
+        first = service.submit(db, image_stats_spec("paediatric-cxr"), owner_id=None).id
+        assert service.redispatch_lost(db, after_s=0) == []  # its message is waiting
+        assert service.redispatch_lost(db, after_s=3600) == []  # too young to be lost anyway
+    celery_app.control.purge()  # the broker loses every message (no persistence, say)
+    with session_scope() as db:
+        assert service.broker_queue_sizes(["cpu", "gpu"]) == {"cpu": 0, "gpu": 0}
+        assert service.redispatch_lost(db, after_s=3600) == []
+        assert service.redispatch_lost(db, after_s=0) == [first]
+        assert service.broker_queue_sizes(["cpu"]) == {"cpu": 1}
 
 
 def test_job_list_shows_only_own_jobs(sqlite_env) -> None:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import yaml
@@ -42,11 +43,29 @@ def test_gpu_worker_reserves_nvidia_devices() -> None:
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
 
 
+def _flags(command: list[str]) -> dict[str, str]:
+    """`--name value` pairs of a command line."""
+    return {name: value for name, value in pairwise(command) if name.startswith("--")}
+
+
 def test_redis_persists_and_data_has_volumes() -> None:
     compose = _compose()
-    assert "--appendonly" in compose["services"]["redis"]["command"]
-    assert "redisdata:/data" in compose["services"]["redis"]["volumes"]
+    redis = compose["services"]["redis"]
+    assert redis["command"][0] == "redis-server"
+    flags = _flags(redis["command"])
+    assert flags["--appendonly"] == "yes"
+    assert flags.get("--appendfsync", "everysec") in {"always", "everysec"}
+    assert flags.get("--dir", "/data") == "/data"  # where the volume is
+    assert "redisdata:/data" in redis["volumes"]
+    assert {"redisdata", "pgdata"} <= set(compose["volumes"])
     assert "pgdata:/var/lib/postgresql/data" in compose["services"]["postgres"]["volumes"]
+
+
+def test_services_restart_after_a_crash() -> None:
+    # A worker killed by the OOM killer comes back in its container, under the same hostname,
+    # and resumes its jobs; a broker or database that died comes back on its volume.
+    for name, service in _compose()["services"].items():
+        assert service.get("restart") in {"unless-stopped", "always"}, name
 
 
 def test_web_migrates_before_serving() -> None:
