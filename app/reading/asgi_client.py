@@ -9,6 +9,8 @@ tasks), cookies kept like a browser keeps them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
@@ -18,6 +20,18 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message
 
 HOST = "testserver"
+
+
+def _run(coroutine: Coroutine[Any, Any, Reply]) -> Reply:
+    """asyncio.run, also from a thread whose event loop is already running (a notebook, or
+    Playwright's sync API in the same process): asyncio.run refuses to nest, so the request
+    then runs on a loop of its own in a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,7 @@ class InProcessClient:
             "client": ("127.0.0.1", 50000),
             "server": (HOST, 80),
         }
-        reply = asyncio.run(_call(self.app, scope, body))
+        reply = _run(_call(self.app, scope, body))
         self._keep_cookies(reply.headers)
         return reply
 

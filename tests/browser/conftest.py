@@ -12,7 +12,9 @@ from playwright.sync_api import Browser, Page, sync_playwright
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an asyncio loop marked running in
+# the main thread while it is open, and later tests that call asyncio.run would then fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     executable = shutil.which("chromium")
     assert executable, "Debian's chromium is required: `make test` installs it"
