@@ -67,6 +67,16 @@ def _form(real: int, fake: int, **overrides: str) -> dict:
     return data
 
 
+def _create_study(web: WebClient, real: int, fake: int) -> str:
+    token = csrf_from(web.get("/studies/new").text)
+    created = web.client.post(
+        "/studies",
+        data={**_form(real, fake), "image_set_ids": [str(real), str(fake)], "csrf_token": token},
+        follow_redirects=False,
+    )
+    return str(created.headers["location"])
+
+
 def _count(model: type) -> int:
     with session_scope() as db:
         return int(db.scalar(select(func.count()).select_from(model)) or 0)
@@ -130,13 +140,7 @@ def test_someone_elses_image_set_cannot_be_used(setup) -> None:  # type: ignore[
 
 def test_assign_existing_reader_once(setup) -> None:  # type: ignore[no-untyped-def]
     web, real, fake = setup
-    token = csrf_from(web.get("/studies/new").text)
-    created = web.client.post(
-        "/studies",
-        data={**_form(real, fake), "image_set_ids": [str(real), str(fake)], "csrf_token": token},
-        follow_redirects=False,
-    )
-    study_path = created.headers["location"]
+    study_path = _create_study(web, real, fake)
     with session_scope() as db:
         from app.models import User
 
@@ -149,13 +153,7 @@ def test_assign_existing_reader_once(setup) -> None:  # type: ignore[no-untyped-
 
 def test_sharing_a_study_lets_a_colleague_read_it_but_not_change_it(setup) -> None:  # type: ignore[no-untyped-def]
     web, real, fake = setup
-    token = csrf_from(web.get("/studies/new").text)
-    created = web.client.post(
-        "/studies",
-        data={**_form(real, fake), "image_set_ids": [str(real), str(fake)], "csrf_token": token},
-        follow_redirects=False,
-    )
-    study_path = created.headers["location"]
+    study_path = _create_study(web, real, fake)
     readable = [study_path, f"{study_path}/results", f"{study_path}/export.csv"]
 
     with TestClient(create_app()) as other:
