@@ -7,8 +7,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -147,3 +149,26 @@ def make_user(username: str, password: str, role: str) -> int:
 
     with session_scope() as db:
         return create_user(db, username=username, password=password, role=Role(role)).id
+
+
+def load_job(job_id: int) -> Any:
+    """The job row as it is now, detached (the tests read it after the session closes)."""
+    from app.db import session_scope
+    from app.models import Job
+
+    with session_scope() as db:
+        job = db.get(Job, job_id)
+        assert job is not None
+        db.expunge(job)
+        return job
+
+
+def wait_for_job(job_id: int, predicate: Callable[[Any], bool], timeout: float = 60) -> Any:
+    """Poll the job row until ``predicate`` holds; fail with its state after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = load_job(job_id)
+        if predicate(job):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id}: {job.status} {job.message} {job.error}"
+        time.sleep(0.1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 from dataset_fixtures import write_folder
 from evaluation_fixtures import import_cxr
 from sqlalchemy import select
-from support import Env, make_user
+from support import Env, load_job, make_user, wait_for_job
 from web_client import WebClient
 
 from app.datasets.options import parse_import_options
@@ -25,24 +24,6 @@ from app.models import Image, ImageSet, Job, JobStatus, Origin
 from workers.runner import execute
 
 pytestmark = pytest.mark.worker
-
-
-def _job(job_id: int) -> Job:
-    with session_scope() as db:
-        job = db.get(Job, job_id)
-        assert job is not None
-        db.expunge(job)
-        return job
-
-
-def _wait(job_id: int, predicate, timeout: float = 180) -> Job:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        job = _job(job_id)
-        if predicate(job):
-            return job
-        assert time.monotonic() < deadline, f"job {job_id}: {job.status} {job.message} {job.error}"
-        time.sleep(0.3)
 
 
 def _snapshots(job: Job) -> list[dict]:
@@ -88,12 +69,12 @@ def test_train_from_the_form_survive_sigkill_then_sample(  # type: ignore[no-unt
 
     # Kill the worker (its whole process group, SIGKILL: no chance to clean up) once the run
     # has checkpointed at least twice, then start a worker of the same name.
-    _wait(job_id, lambda j: len(_snapshots(j)) >= 2)
+    wait_for_job(job_id, lambda j: len(_snapshots(j)) >= 2, timeout=180)
     worker.stop(sig=9)
-    killed_at = _snapshots(_job(job_id))[-1]["kimg"]
-    assert _job(job_id).status is JobStatus.running
+    killed_at = _snapshots(load_job(job_id))[-1]["kimg"]
+    assert load_job(job_id).status is JobStatus.running
     worker_factory(stack, "worker-2")
-    job = _wait(job_id, lambda j: j.status.finished)
+    job = wait_for_job(job_id, lambda j: j.status.finished, timeout=180)
     assert job.status is JobStatus.succeeded, job.error
     assert job.attempts == 2 and job.result["kimg"] == pytest.approx(0.5, abs=0.02)
 
@@ -126,7 +107,7 @@ def test_train_from_the_form_survive_sigkill_then_sample(  # type: ignore[no-unt
     )
     assert sampled.status_code == 303
     sample_id = int(re.fullmatch(r"/jobs/(\d+)", sampled.headers["location"]).group(1))
-    sample_job = _wait(sample_id, lambda j: j.status.finished)
+    sample_job = wait_for_job(sample_id, lambda j: j.status.finished, timeout=180)
     assert sample_job.status is JobStatus.succeeded, sample_job.error
     set_id = sample_job.result["image_set_id"]
     with session_scope() as db:
@@ -186,7 +167,7 @@ def test_translate_job_imports_a_synthetic_set(sqlite_env: Env) -> None:
         db.commit()
         job_id = job.id
     execute(job_id)
-    job = _job(job_id)
+    job = load_job(job_id)
     assert job.status is JobStatus.succeeded, job.error
     with session_scope() as db:
         image_set = db.get(ImageSet, job.result["image_set_id"])
@@ -264,7 +245,7 @@ def test_translate_form_validates_and_launches(sqlite_env: Env) -> None:
         )
         assert good.status_code == 303, good.text[-1500:]
         job_id = int(re.fullmatch(r"/jobs/(\d+)", good.headers["location"]).group(1))
-    job = _job(job_id)
+    job = load_job(job_id)
     assert job.type == "translate" and job.owner_id == owner
     assert job.params["config"]["resolution"] == 32 and job.params["name"] == "A as B"
     assert job.params["dataset_a_id"] == ids[0] and job.params["translate_split"] == "test"

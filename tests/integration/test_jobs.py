@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
-from support import Env, make_user
+from support import Env, load_job, make_user
 from web_client import WebClient
 
 from app.db import session_scope
@@ -29,18 +29,10 @@ def _new_job(**values: object) -> int:
         return job.id
 
 
-def _job(job_id: int) -> Job:
-    with session_scope() as db:
-        job = db.get(Job, job_id)
-        assert job is not None
-        db.expunge(job)
-        return job
-
-
 def test_runner_computes_statistics_of_the_real_xrays(sqlite_env: Env) -> None:
     job_id = _new_job()
     execute(job_id)
-    job = _job(job_id)
+    job = load_job(job_id)
     assert job.status is JobStatus.succeeded, job.error
     assert job.progress == 1.0 and job.attempts == 1
     assert job.result["n_images"] == 16
@@ -53,7 +45,7 @@ def test_runner_computes_statistics_of_the_real_xrays(sqlite_env: Env) -> None:
     assert (Path(job.artefact_dir) / "image_stats.json").exists()
     # A second delivery of the same finished job changes nothing.
     execute(job_id)
-    assert _job(job_id).attempts == 1
+    assert load_job(job_id).attempts == 1
 
 
 def test_spec_rejects_unknown_collection_and_queue() -> None:
@@ -66,7 +58,7 @@ def test_spec_rejects_unknown_collection_and_queue() -> None:
 def test_poison_job_stops_after_max_attempts(sqlite_env: Env) -> None:
     job_id = _new_job(attempts=MAX_ATTEMPTS, status=JobStatus.running)
     execute(job_id)
-    job = _job(job_id)
+    job = load_job(job_id)
     assert job.status is JobStatus.failed
     assert f"Gave up after {MAX_ATTEMPTS} attempts" in (job.error or "")
 
@@ -75,9 +67,9 @@ def test_cancel_requested_before_start_is_honoured(sqlite_env: Env) -> None:
     job_id = _new_job()
     with session_scope() as db:
         service.request_cancel(db, db.get(Job, job_id))
-    assert _job(job_id).status is JobStatus.cancelled
+    assert load_job(job_id).status is JobStatus.cancelled
     execute(job_id)  # a late delivery must not resurrect it
-    assert _job(job_id).status is JobStatus.cancelled
+    assert load_job(job_id).status is JobStatus.cancelled
 
 
 def test_reaper_fails_jobs_whose_heartbeat_stopped(env: Env) -> None:
@@ -85,19 +77,19 @@ def test_reaper_fails_jobs_whose_heartbeat_stopped(env: Env) -> None:
     fresh = _new_job(status=JobStatus.running, heartbeat_at=utcnow())
     with session_scope() as db:
         assert service.reap_stale(db, timeout_s=60) == 1
-    assert _job(stale).status is JobStatus.failed
-    assert "stopped sending heartbeats" in (_job(stale).error or "")
-    assert _job(fresh).status is JobStatus.running
+    assert load_job(stale).status is JobStatus.failed
+    assert "stopped sending heartbeats" in (load_job(stale).error or "")
+    assert load_job(fresh).status is JobStatus.running
 
 
 def _wait_finished(job_id: int, timeout: float = 90) -> Job:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = _job(job_id)
+        job = load_job(job_id)
         if job.status.finished:
             return job
         time.sleep(0.3)
-    raise AssertionError(f"job {job_id} still {_job(job_id).status} after {timeout}s")
+    raise AssertionError(f"job {job_id} still {load_job(job_id).status} after {timeout}s")
 
 
 def _launch_over_http(server_url: str) -> tuple[WebClient, int]:
@@ -147,14 +139,14 @@ def test_job_end_to_end_postgresql_redis(  # type: ignore[no-untyped-def]
 @pytest.mark.worker
 def test_duplicate_delivery_runs_the_job_once(sqlite_env, worker_factory) -> None:  # type: ignore[no-untyped-def]
     job_id = _new_job()
-    job = _job(job_id)
+    job = load_job(job_id)
     service.enqueue(job)
     service.enqueue(job)  # at-least-once delivery: the same id may arrive twice
     worker_factory(sqlite_env)
     finished = _wait_finished(job_id)
     assert finished.status is JobStatus.succeeded
     time.sleep(2)  # let the second message be consumed too
-    assert _job(job_id).attempts == 1
+    assert load_job(job_id).attempts == 1
 
 
 @pytest.mark.worker
@@ -163,7 +155,7 @@ def test_queued_job_waits_for_a_worker_then_runs(sqlite_env, worker_factory) -> 
         job = service.submit(db, image_stats_spec("pydicom-samples"), owner_id=None)
         job_id = job.id
     time.sleep(1)
-    assert _job(job_id).status is JobStatus.queued  # nothing consumes it yet
+    assert load_job(job_id).status is JobStatus.queued  # nothing consumes it yet
     worker_factory(sqlite_env)
     finished = _wait_finished(job_id)
     assert finished.status is JobStatus.succeeded, finished.error
@@ -184,7 +176,7 @@ def test_submit_with_unreachable_broker_keeps_the_job_until_it_can_be_sent(  # t
     with session_scope() as db:
         job = service.submit(db, image_stats_spec("paediatric-cxr"), owner_id=None)
         job_id = job.id
-    job = _job(job_id)
+    job = load_job(job_id)
     assert job.status is JobStatus.queued  # a broker restart must not lose the job
     assert "Waiting for the job broker" in job.message
     with session_scope() as db, pytest.raises(Exception):  # any broker error
@@ -196,7 +188,7 @@ def test_submit_with_unreachable_broker_keeps_the_job_until_it_can_be_sent(  # t
         assert service.broker_queue_sizes(["cpu"]) == {"cpu": 1}
         # Its message waits in the broker now: the next round sends nothing again.
         assert service.redispatch_lost(db, after_s=0) == []
-    assert _job(job_id).message == "sent to the job broker"
+    assert load_job(job_id).message == "sent to the job broker"
 
 
 def test_submit_with_a_misconfigured_broker_fails_the_job_clearly(sqlite_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -208,7 +200,7 @@ def test_submit_with_a_misconfigured_broker_fails_the_job_clearly(sqlite_env, mo
     point_celery_at("rediss-typo://127.0.0.1:6379/0")  # no broker will ever answer this
     with session_scope() as db:
         job_id = service.submit(db, image_stats_spec("paediatric-cxr"), owner_id=None).id
-    job = _job(job_id)
+    job = load_job(job_id)
     assert job.status is JobStatus.failed
     assert "Could not send the job to the broker: KeyError" in (job.error or "")
     assert "No such transport: rediss-typo" in (job.error or "")

@@ -17,14 +17,14 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 import yaml
 from dataset_fixtures import CXR
-from support import ROOT, Env, Process, activate, free_port
+from support import ROOT, Env, Process, activate, free_port, load_job, wait_for_job
 
 from app.config import get_settings
 from app.datasets.options import parse_import_options
@@ -77,31 +77,13 @@ def _import(env: Env, copies: int, name: str) -> int:
         return job.id
 
 
-def _job(job_id: int) -> Job:
-    with session_scope() as db:
-        job = db.get(Job, job_id)
-        assert job is not None
-        db.expunge(job)
-        return job
-
-
-def _wait(job_id: int, predicate: Callable[[Job], bool], timeout: float = 60) -> Job:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = _job(job_id)
-        if predicate(job):
-            return job
-        assert time.monotonic() < deadline, f"job {job_id}: {job.status} {job.message} {job.error}"
-        time.sleep(0.1)
-
-
 def _finished(job_id: int, timeout: float = 60) -> Job:
-    return _wait(job_id, lambda j: j.status.finished, timeout)
+    return wait_for_job(job_id, lambda j: j.status.finished, timeout)
 
 
 def _running(job_id: int, attempt: int = 1) -> Job:
     """Running attempt `attempt`, past its first images (so well inside the handler)."""
-    return _wait(
+    return wait_for_job(
         job_id,
         lambda j: j.status is JobStatus.running and j.attempts == attempt and j.progress > 0,
     )
@@ -109,7 +91,7 @@ def _running(job_id: int, attempt: int = 1) -> Job:
 
 def _dataset_status(job_id: int) -> DatasetStatus:
     with session_scope() as db:
-        dataset = db.get(Dataset, _job(job_id).params["dataset_id"])
+        dataset = db.get(Dataset, load_job(job_id).params["dataset_id"])
         assert dataset is not None
         return dataset.status
 
@@ -192,14 +174,14 @@ def test_broker_killed_and_restarted_mid_run_loses_no_job(  # type: ignore[no-un
     worker = worker_factory(env)  # one pool process: one job runs, the others wait
     jobs = [_import(env, 6, f"before-{i}") for i in range(4)]
     _running(jobs[0])
-    assert [_job(j).status for j in jobs[1:]] == [JobStatus.queued] * 3
+    assert [load_job(j).status for j in jobs[1:]] == [JobStatus.queued] * 3
 
     own_redis.kill()
     killed_at = time.monotonic()
     # Submitted while the broker is down: committed, still queued, and it says why.
     during = _import(env, 6, "during")
-    assert _job(during).status is JobStatus.queued
-    assert "Waiting for the job broker" in _job(during).message
+    assert load_job(during).status is JobStatus.queued
+    assert "Waiting for the job broker" in load_job(during).message
     time.sleep(max(0.0, 2 - (time.monotonic() - killed_at)))
     own_redis.start()
 
@@ -226,7 +208,7 @@ def test_job_of_a_vanished_worker_is_failed_within_a_bounded_time(  # type: igno
     _running(job_id)
     worker.stop(sig=signal.SIGKILL)  # the whole process group; no other worker exists
     killed_at = time.monotonic()
-    assert _job(job_id).status is JobStatus.running
+    assert load_job(job_id).status is JobStatus.running
 
     job = _finished(job_id, timeout=30)
     elapsed = time.monotonic() - killed_at
@@ -287,7 +269,7 @@ def test_job_past_the_hard_time_limit_is_killed_failed_and_the_worker_goes_on(  
     # It is not run again, and the worker (with a fresh pool process) takes the next job.
     after = _import(sqlite_env, 1, "after")
     assert _finished(after).status is JobStatus.succeeded
-    assert _job(job_id).attempts == 1
+    assert load_job(job_id).attempts == 1
     assert worker.proc.poll() is None
 
 
