@@ -172,3 +172,16 @@ def wait_for_job(job_id: int, predicate: Callable[[Any], bool], timeout: float =
             return job
         assert time.monotonic() < deadline, f"job {job_id}: {job.status} {job.message} {job.error}"
         time.sleep(0.1)
+
+
+def run_cli(env: Env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``synthbench ARGS`` in a fresh process against ``env``, output captured, never raising."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env=env.environ(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from dataset_fixtures import (
     write_rsna,
 )
 from pydicom.pixels import apply_modality_lut
-from support import ROOT, Env
+from support import Env, run_cli
 
 from ml.data.dicom import CT_WINDOW_PRESETS, apply_window
 from ml.data.resize import to_square
@@ -43,18 +41,6 @@ INFO_KEYS = {
 }  # fmt: skip
 
 
-def _cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=ROOT,
-        env=env.environ(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def _json_document(stdout: str) -> dict[str, Any]:
     """The JSON object printed last on stdout. `import --json` also prints its progress bar on
     stdout (see test_import_json_prints_only_json), so skip to the line opening the object."""
@@ -63,7 +49,7 @@ def _json_document(stdout: str) -> dict[str, Any]:
 
 
 def _import(env: Env, source: Path, fmt: str, name: str, *extra: str) -> dict[str, Any]:
-    done = _cli(env, "dataset", "import", str(source), "--format", fmt, "--name", name, *extra)
+    done = run_cli(env, "dataset", "import", str(source), "--format", fmt, "--name", name, *extra)
     assert done.returncode == 0, done.stdout + done.stderr
     info = _json_document(done.stdout) if "--json" in extra else _info(env, name)
     assert info["status"] == "ready", info
@@ -71,7 +57,7 @@ def _import(env: Env, source: Path, fmt: str, name: str, *extra: str) -> dict[st
 
 
 def _info(env: Env, name: str) -> dict[str, Any]:
-    done = _cli(env, "dataset", "info", name, "--json")
+    done = run_cli(env, "dataset", "info", name, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)  # nothing but JSON on stdout
 
@@ -101,7 +87,7 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     """One installation for the module (each test uses its own dataset names)."""
     home = tmp_path_factory.mktemp("cli-home")
     env = Env(home, f"sqlite:///{home / 'cli.sqlite'}", f"sqla+sqlite:///{home / 'broker.sqlite'}")
-    upgraded = _cli(env, "db", "upgrade")
+    upgraded = run_cli(env, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
     return env
 
@@ -305,15 +291,15 @@ def test_folder_import_reports_each_broken_file_and_keeps_the_rest(
     _assert_patient_disjoint(store)
     _assert_no_raw_ids(info, folder.stems)
 
-    listed = _cli(cli_env, "dataset", "list")
+    listed = run_cli(cli_env, "dataset", "list")
     assert listed.returncode == 0
     line = next(x for x in listed.stdout.splitlines() if x.endswith("CXR folder"))
     assert "ready" in line and "16 images" in line
 
-    text = _cli(cli_env, "dataset", "info", "CXR folder")
+    text = run_cli(cli_env, "dataset", "info", "CXR folder")
     assert text.returncode == 0
     assert "3 file(s) not imported:" in text.stdout and "pneumonia/fake.png" in text.stdout
-    unknown = _cli(cli_env, "dataset", "info", "no such dataset", "--json")
+    unknown = run_cli(cli_env, "dataset", "info", "no such dataset", "--json")
     assert unknown.returncode == 1 and unknown.stdout == ""
     assert "No dataset called 'no such dataset'" in unknown.stderr
 
@@ -321,7 +307,7 @@ def test_folder_import_reports_each_broken_file_and_keeps_the_rest(
 def test_every_image_broken_fails_the_import(cli_env: Env, tmp_path: Path) -> None:
     write_fake_png(tmp_path / "normal" / "a.png")
     write_fake_png(tmp_path / "pneumonia" / "b.png")
-    done = _cli(cli_env, "dataset", "import", str(tmp_path), "--format", "folder",
+    done = run_cli(cli_env, "dataset", "import", str(tmp_path), "--format", "folder",
                 "--name", "all broken", "--resolutions", "16", "--json")  # fmt: skip
     assert done.returncode == 1
     info = _json_document(done.stdout)
@@ -332,7 +318,7 @@ def test_every_image_broken_fails_the_import(cli_env: Env, tmp_path: Path) -> No
 
 def test_import_json_prints_only_json(cli_env: Env, tmp_path: Path) -> None:
     data = write_medmnist(tmp_path / "tiny.npz", split_sizes=(2, 1, 1))
-    done = _cli(cli_env, "dataset", "import", str(data.path), "--format", "medmnist",
+    done = run_cli(cli_env, "dataset", "import", str(data.path), "--format", "medmnist",
                 "--name", "json only", "--resolutions", "8", "--json")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["n_images"] == 4
@@ -351,7 +337,7 @@ def test_csv_missing_columns_fails_clearly_and_the_name_can_be_reused(
     cli_env: Env, chexpert: Chexpert, tmp_path: Path
 ) -> None:
     bad = write_chexpert_missing_columns(tmp_path / "bad")
-    done = _cli(cli_env, "dataset", "import", str(bad), "--format", "chexpert",
+    done = run_cli(cli_env, "dataset", "import", str(bad), "--format", "chexpert",
                 "--name", "Retry me", "--resolutions", "16")  # fmt: skip
     assert done.returncode == 1
     assert "missing column(s) Edema, Pleural Other" in done.stdout
@@ -368,7 +354,7 @@ def test_csv_missing_columns_fails_clearly_and_the_name_can_be_reused(
     assert list(_rows(cli_env)).count("Retry me") == 1
     assert _rows(cli_env)["Retry me"] == "ready"
     # A ready dataset keeps its name.
-    taken = _cli(cli_env, "dataset", "import", str(chexpert.root), "--format", "chexpert",
+    taken = run_cli(cli_env, "dataset", "import", str(chexpert.root), "--format", "chexpert",
                  "--name", "Retry me", "--resolutions", "16")  # fmt: skip
     assert taken.returncode == 1 and "already exists" in taken.stderr
 
@@ -377,11 +363,11 @@ def test_bad_options_exit_1_before_anything_is_created(cli_env: Env, folder: Fol
     before = _rows(cli_env)
     # The option parsers are the web form's; tests/integration/test_datasets_web.py covers the
     # other messages. Here: they reach stderr with exit code 1.
-    done = _cli(cli_env, "dataset", "import", str(folder.root), "--format", "dicom-zip",
+    done = run_cli(cli_env, "dataset", "import", str(folder.root), "--format", "dicom-zip",
                 "--name", "never")  # fmt: skip
     assert done.returncode == 1 and done.stdout == ""
     assert "--format: Unknown format 'dicom-zip'; choose one of chexpert, rsna" in done.stderr
-    missing = _cli(cli_env, "dataset", "import", str(folder.root / "nope"), "--format", "folder",
+    missing = run_cli(cli_env, "dataset", "import", str(folder.root / "nope"), "--format", "folder",
                    "--name", "never")  # fmt: skip
     assert missing.returncode == 1 and "no such file or folder" in missing.stderr
     assert _rows(cli_env) == before
@@ -389,13 +375,13 @@ def test_bad_options_exit_1_before_anything_is_created(cli_env: Env, folder: Fol
 
 def test_fetch_offline_exits_1_with_a_clear_message(cli_env: Env, tmp_path: Path) -> None:
     dest = tmp_path / "downloads"
-    done = _cli(cli_env, "dataset", "fetch", "medmnist:pneumoniamnist", "--dest", str(dest))
+    done = run_cli(cli_env, "dataset", "fetch", "medmnist:pneumoniamnist", "--dest", str(dest))
     assert done.returncode == 1 and done.stdout == ""
     assert "could not download medmnist:pneumoniamnist" in done.stderr.lower()
     assert "import the .npz with --format medmnist" in done.stderr
     assert "Traceback" not in done.stderr
     assert not dest.exists() or list(dest.iterdir()) == []  # no partial file left behind
-    unknown = _cli(cli_env, "dataset", "fetch", "kaggle:rsna", "--dest", str(dest))
+    unknown = run_cli(cli_env, "dataset", "fetch", "kaggle:rsna", "--dest", str(dest))
     assert unknown.returncode == 1 and "expected medmnist:NAME" in unknown.stderr
 
 
@@ -403,7 +389,7 @@ def test_fetch_offline_exits_1_with_a_clear_message(cli_env: Env, tmp_path: Path
 
 
 def _subset(env: Env, parent: str, name: str, *args: str) -> dict[str, Any]:
-    done = _cli(env, "dataset", "subset", parent, "--name", name, *args, "--json")
+    done = run_cli(env, "dataset", "subset", parent, "--name", name, *args, "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     info = _json_document(done.stdout)
     assert info["status"] == "ready" and info["format"] == "subset"
@@ -444,8 +430,8 @@ def test_subset_classes_keeps_the_most_frequent_combinations(
     assert info["n_images"] == 8 and info["resolutions"] == [16, 32]
     assert len({child.label_tuple(e) for e in child.entries}) == 1
     assert sum(info["splits"].values()) == 8
-    bad = _cli(cli_env, "dataset", "subset", "CXR folder", "--name", "x", "--kind", "classes",
+    bad = run_cli(cli_env, "dataset", "subset", "CXR folder", "--name", "x", "--kind", "classes",
                "--value", "1", "--resolutions", "64")  # fmt: skip
     assert bad.returncode == 1 and "[64] not stored in this dataset (have 16, 32)" in bad.stderr
-    orphan = _cli(cli_env, "dataset", "subset", "nothing", "--name", "y", "--kind", "all")
+    orphan = run_cli(cli_env, "dataset", "subset", "nothing", "--name", "y", "--kind", "all")
     assert orphan.returncode == 1 and "No dataset called 'nothing'" in orphan.stderr

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from evaluation_fixtures import dataset_with_gan_samples, import_cxr
 from PIL import Image as PILImage
 from sqlalchemy import select
-from support import ROOT, Env, make_user
+from support import Env, make_user, run_cli
 from web_client import WebClient
 
 from app.db import session_scope
@@ -157,15 +156,7 @@ def test_benchmark_page_runs_the_suite_on_a_worker(  # type: ignore[no-untyped-d
 
 
 def _cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=ROOT,
-        env=env.environ(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_cli(env, *args, timeout=300)  # training and feature extraction on the CPU
 
 
 def _json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import subprocess
-import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from study_fixtures import BuiltStudy, build_read_study
-from support import ROOT, Env, activate, make_user
+from support import Env, activate, make_user, run_cli
 
 from app.db import Base, get_engine, get_sessionmaker, session_scope
 from app.imagesets.storage import images_root
@@ -366,44 +364,32 @@ def test_bad_archive_is_refused_and_nothing_is_written(
     get_engine().dispose()
 
 
-def _cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=ROOT,
-        env=env.environ(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_cli_export_and_import(
     source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "backup.zip"
     study = str(source.built.study_id)
-    exported = _cli(source.env, "export", study, "--out", str(out))
+    exported = run_cli(source.env, "export", study, "--out", str(out))
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout.startswith(f"Exported study {study} ('CXR realism') to {out}: 16 images")
-    kept = _cli(source.env, "export", study, "--out", str(out))
+    kept = run_cli(source.env, "export", study, "--out", str(out))
     assert kept.returncode == 1 and "exists already; pass --force" in kept.stderr
 
     target = _install(tmp_path / "home", f"sqlite:///{tmp_path / 'target.sqlite'}", monkeypatch)
     get_engine().dispose()
-    no_owner = _cli(target, "import", str(out))
+    no_owner = run_cli(target, "import", str(out))
     assert no_owner.returncode == 1 and no_owner.stdout == ""
     assert "Nothing was imported" in no_owner.stderr and "pass --owner USERNAME" in no_owner.stderr
     make_user("boss", "boss-password", "admin")
-    imported = _cli(target, "import", str(out))
+    imported = run_cli(target, "import", str(out))
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.startswith("Imported 'CXR realism' as study 1 (study 1 in the archive)")
     assert "owned by boss" in imported.stdout
     assert "Readers created without a password: r1, r2, r4, reader-" in imported.stdout
     assert "They cannot sign in here" in imported.stdout
-    twice = _cli(target, "import", str(out))
+    twice = run_cli(target, "import", str(out))
     assert twice.returncode == 1 and twice.stdout == ""
     assert "already here as study 1" in twice.stderr and "--as-new" in twice.stderr
-    copy = _cli(target, "import", str(out), "--as-new")
+    copy = run_cli(target, "import", str(out), "--as-new")
     assert copy.returncode == 0 and "as study 2" in copy.stdout
     assert "Readers matched by username: r1, r2, r4, reader-" in copy.stdout

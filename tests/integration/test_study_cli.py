@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from support import ROOT, Env
+from support import Env, run_cli
 
 from app.domain.ratings_import import parse_ratings_csv
 from app.domain.statistics import study_statistics
@@ -28,36 +26,24 @@ R3,d,fake,real,2
 """
 
 
-def _cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=ROOT,
-        env=env.environ(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_import_then_stats_as_json(tmp_path: Path) -> None:
     env = Env(
         tmp_path,
         f"sqlite:///{tmp_path / 'cli.sqlite'}",
         f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
     )
-    assert _cli(env, "db", "upgrade").returncode == 0
-    created = _cli(env, "user", "create", "root", "--role", "admin", "--password", "root-pw-123")
+    assert run_cli(env, "db", "upgrade").returncode == 0
+    created = run_cli(env, "user", "create", "root", "--role", "admin", "--password", "root-pw-123")
     assert created.returncode == 0, created.stderr
     ratings_file = tmp_path / "ratings.csv"
     ratings_file.write_text(RATINGS)
 
-    imported = _cli(env, "study", "import-ratings", str(ratings_file), "--name", "Paper study")
+    imported = run_cli(env, "study", "import-ratings", str(ratings_file), "--name", "Paper study")
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.strip().isdigit() and imported.stdout == imported.stdout.strip() + "\n"
     study_id = imported.stdout.strip()
 
-    shown = _cli(env, "study", "stats", study_id, "--json")
+    shown = run_cli(env, "study", "stats", study_id, "--json")
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data.pop("study") == {"id": int(study_id), "name": "Paper study", "kind": "imported"}
@@ -67,17 +53,17 @@ def test_import_then_stats_as_json(tmp_path: Path) -> None:
             "p_holm", "p_tost", "n_uncertain"} <= first.keys()  # fmt: skip
     assert {"accuracy", "ci_low", "ci_high"} <= data["pooled"].keys() and "fleiss_kappa" in data
 
-    excluded = _cli(env, "study", "stats", study_id, "--json", "--uncertain", "excluded")
+    excluded = run_cli(env, "study", "stats", study_id, "--json", "--uncertain", "excluded")
     assert excluded.returncode == 0, excluded.stderr
     assert [r["n"] for r in json.loads(excluded.stdout)["readers"]] == [3, 3, 4]
     assert [r["n"] for r in data["readers"]] == [4, 4, 4]
 
-    missing = _cli(env, "study", "stats", "999", "--json")
+    missing = run_cli(env, "study", "stats", "999", "--json")
     assert missing.returncode == 1 and missing.stdout == ""
     assert "There is no study 999." in missing.stderr
 
     bad_file = tmp_path / "bad.csv"
     bad_file.write_text("reader,image,truth,answer\nR1,a,real,perhaps\n,b,fake,real\n")
-    bad = _cli(env, "study", "import-ratings", str(bad_file), "--name", "Bad")
+    bad = run_cli(env, "study", "import-ratings", str(bad_file), "--name", "Bad")
     assert bad.returncode == 1 and bad.stdout == ""
     assert "Row 2: unknown answer 'perhaps'" in bad.stderr and "Row 3: empty reader" in bad.stderr
