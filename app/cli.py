@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -15,7 +17,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from app.models import Role
 
-console = Console()
+# Soft wrap: a long link printed to a log or a narrow terminal stays one line, clickable.
+console = Console(soft_wrap=True)
 cli = typer.Typer(help="synthbench: judge synthetic medical images.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_cli = typer.Typer(help="User accounts.", no_args_is_help=True)
@@ -85,6 +88,11 @@ def user_create(
 def _worker_argv(queues: str, concurrency: int) -> list[str]:
     return [
         "worker",
+        # A name no other worker process has, now or later (Celery expands %h to the host):
+        # jobs record it, and a new worker must never take another's running jobs for its own.
+        # The pid for people; the token because a restarted container runs as pid 1 again.
+        "--hostname",
+        f"synthbench-{os.getpid()}-{secrets.token_hex(3)}@%h",
         "--queues",
         queues,
         "--concurrency",
@@ -119,19 +127,25 @@ def serve(
 
     child: subprocess.Popen[bytes] | None = None
     if embedded_worker:
-        # Fixed argv, no shell: the worker is this same interpreter running Celery. Its own
-        # session, so that we (not the terminal) decide when and how it stops.
-        child = subprocess.Popen(  # noqa: S603
+        # Fixed argv, no shell: the worker is this same interpreter running `synthbench
+        # worker`. Its own session, so that we (not the terminal) decide when and how it stops;
+        # and it dies with us, so a server killed outright leaves no worker behind to run jobs
+        # beside the one the next server starts. From the main thread, which lives as long as
+        # this process: the kernel signals the child when the thread that forked it ends.
+        child = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                *_worker_argv("gpu,cpu", 1),
+                "app.cli",
+                "worker",
+                "--queues",
+                "gpu,cpu",
+                "--concurrency",
+                "1",
             ],
             env=os.environ.copy(),
             start_new_session=True,
+            preexec_fn=_die_with_parent(),
         )
     # uvicorn re-raises the signal that stopped it; with a Python handler in place that
     # becomes SystemExit here, so the finally block below always stops the worker.
@@ -144,12 +158,35 @@ def serve(
             port=port,
             workers=web_workers,
             log_level="info",
+            # The app decides which proxies to believe (SYNTHBENCH_TRUSTED_PROXIES); uvicorn's
+            # default would rewrite the client address from X-Forwarded-For for any local
+            # client before the app sees it, so a local user could pick their rate-limit key.
+            proxy_headers=False,
         )
     except KeyboardInterrupt:
         pass
     finally:
         if child is not None:
             stop_process_group(child)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that has the kernel SIGKILL the child when this process dies (Linux's
+    parent-death signal); None elsewhere. Celery's pool processes already die with the worker."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def arm() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() != parent:  # we died between fork and prctl: nobody would signal
+            os._exit(1)
+
+    return arm
 
 
 def stop_process_group(child: subprocess.Popen[bytes], grace_s: float = 20) -> None:
@@ -176,13 +213,20 @@ def demo(
     from app.config import get_settings
     from app.demo import DEMO_USERS, load_demo
 
-    with progress_bar() as bar:
-        task = bar.add_task("preparing demo", total=1.0)
+    if sys.stdout.isatty():
+        with progress_bar() as bar:
+            task = bar.add_task("preparing demo", total=1.0)
 
-        def report(done: float, total: float, message: str = "") -> None:
-            bar.update(task, completed=done / total if total else 1.0, description=message)
+            def report(done: float, total: float, message: str = "") -> None:
+                bar.update(task, completed=done / total if total else 1.0, description=message)
 
-        info = load_demo(progress=report)
+            info = load_demo(progress=report)
+    else:
+        # A log file gets one line per step, as it happens, not a bar drawn at the end.
+        def log_line(done: float, total: float, message: str = "") -> None:
+            print(f"demo: [{done:g}/{total:g}] {message}", flush=True)
+
+        info = load_demo(progress=log_line)
     url = f"http://{host}:{port}"
     console.rule("synthbench demo")
     console.print(f"Open [bold]{url}[/]  (data in {get_settings().home})")
@@ -190,15 +234,18 @@ def demo(
         console.print(f"  {role.value:<10} {username} / {password}")
     if info.get("invite_link_path"):
         console.print(f"  reader invitation (single use): {url}{info['invite_link_path']}")
+    console.print(
+        f"  the demo's jobs run now on the embedded worker; watch them live: {url}/jobs\n"
+        "    (dataset import, then a tiny GAN, its samples, their benchmark and a sweep)"
+    )
     if info.get("dataset_id"):
         console.print(f"  demo dataset: {url}/datasets/{info['dataset_id']}")
+        console.print(f"  benchmark dashboard: {url}/datasets/{info['dataset_id']}/benchmark")
     if info.get("gan_job_id"):
         console.print(f"  demo GAN training run: {url}/jobs/{info['gan_job_id']}")
         console.print(f"  its benchmark: {url}/gans/{info['gan_job_id']}/benchmark")
     if info.get("sweep_id"):
-        console.print(f"  a sweep running now: {url}/sweeps/{info['sweep_id']}")
-    if info.get("dataset_id"):
-        console.print(f"  benchmark dashboard: {url}/datasets/{info['dataset_id']}/benchmark")
+        console.print(f"  the demo sweep: {url}/sweeps/{info['sweep_id']}")
     if serve_after:
         serve(host=host, port=port, embedded_worker=True, web_workers=1)
 

@@ -1,4 +1,12 @@
-"""Demo content: accounts, a study with an invitation, a finished job, all on real images."""
+"""Demo content: accounts, a study with an invitation, and a pipeline of real jobs on real images.
+
+`load_demo` does only what takes a moment (accounts, the two small image sets, the study and
+its invitation, the simulated ratings) and queues the first jobs, so the server answers at
+once. The rest runs through the ordinary job queue on the embedded worker while the user
+watches: `advance_demo` looks at what is done and queues every step whose inputs now exist,
+and runs again after each demo job succeeds (`continue_demo`, from the jobs' success hook).
+It is idempotent: a restarted demo picks up where it stopped, and a failed step is retried.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +25,15 @@ from app.demo_content import PCA_SOURCE, real_zip, simulated_ratings_csv, synthe
 from app.demo_datasets import write_folder_dataset
 from app.demo_evaluation import demo_evaluation
 from app.demo_gan import demo_gan
+from app.demo_marker import read_marker, write_marker
+from app.demo_state import active_or_done
 from app.demo_workspace import demo_workspace
 from app.domain.reader_study import StudyDesign
 from app.imagesets.service import create_image_set
-from app.jobs.service import JobSpec, create_job
+from app.jobs.service import JobSpec, commit_and_enqueue, create_job
 from app.jobs.specs import image_stats_spec
 from app.migrate import upgrade
-from app.models import Dataset, DatasetStatus, ImageSet, Job, JobStatus, Role, Study, User
+from app.models import Dataset, DatasetStatus, ImageSet, Job, Role, Study, User
 from app.studies.design import ReadingOptions
 from app.studies.imports import import_ratings
 from app.studies.service import assign_reader, create_study
@@ -44,22 +54,16 @@ DEMO_DATASET = "Demo: paediatric chest X-rays (16 real images)"
 DEMO_SUBSET = "Demo: 2 training images per class"
 
 
-def _run_demo_job(spec: JobSpec, owner_id: int) -> None:
-    from workers.runner import execute
-
+def _queue_demo_job(spec: JobSpec, owner_id: int) -> None:
     with session_scope() as db:
-        if db.scalar(select(Job).where(Job.type == spec.type, Job.status == JobStatus.succeeded)):
+        if active_or_done(db, owner_id, spec.type):
             return
-        job_id = create_job(db, spec, owner_id=owner_id).id
-    # In-process: the demo must show a finished job even before a worker starts.
-    execute(job_id, worker="demo-loader")
+        commit_and_enqueue(db, create_job(db, spec, owner_id=owner_id))
 
 
 def _demo_datasets(researcher_id: int, collection: Collection) -> int:
-    """The 16 X-rays as a folder-per-class dataset at 32 and 64 px, and one benchmark subset,
-    each imported by a real job run in-process. Returns the dataset id."""
-    from workers.runner import execute
-
+    """The 16 X-rays as a folder-per-class dataset at 32 and 64 px, and (once it is ready) one
+    benchmark subset, each imported by a real job on the queue. Returns the dataset id."""
     source = write_folder_dataset(
         collection, get_settings().resolved_import_roots()[0] / "paediatric-cxr"
     )
@@ -74,8 +78,7 @@ def _demo_datasets(researcher_id: int, collection: Collection) -> int:
                 options=parse_import_options("folder", resolutions="32,64"),
                 description=collection.attribution,
             )
-            db.commit()
-            execute(job.id, worker="demo-loader")
+            commit_and_enqueue(db, job)
         dataset_id = dataset.id
     with session_scope() as db:
         parent = db.get(Dataset, dataset_id)
@@ -83,15 +86,13 @@ def _demo_datasets(researcher_id: int, collection: Collection) -> int:
         if parent.status is DatasetStatus.ready and (
             subset is None or subset.status is DatasetStatus.failed
         ):
-            _, job = start_subset(
+            start_subset(  # commits and enqueues
                 db,
                 owner_id=researcher_id,
                 parent=parent,
                 name=DEMO_SUBSET,
                 options=parse_subset_options("samples_per_class", 2),
             )
-            db.commit()
-            execute(job.id, worker="demo-loader")
     return dataset_id
 
 
@@ -140,7 +141,8 @@ def _demo_study(db: Session, researcher: User, reader: User, set_ids: list[int])
 
 
 def load_demo(progress: ProgressFn = no_progress) -> dict[str, Any]:
-    steps = 10
+    """The quick part of the demo, then its first jobs queued (see the module docstring)."""
+    steps = 5
     progress(0, steps, "migrating database")
     upgrade()
     progress(1, steps, "creating demo accounts")
@@ -153,6 +155,7 @@ def load_demo(progress: ProgressFn = no_progress) -> dict[str, Any]:
             )
         researcher = users["researcher"]
         researcher_id = researcher.id
+    write_marker(researcher_id)
     collection = available_collections()["paediatric-cxr"]
     progress(2, steps, "importing the real X-rays and sampling the PCA baseline")
     with session_scope() as db:
@@ -183,21 +186,29 @@ def load_demo(progress: ProgressFn = no_progress) -> dict[str, Any]:
             import_ratings(
                 db, owner_id=researcher_id, name=DEMO_SIMULATED, csv_text=simulated_ratings_csv()
             )
-    progress(5, steps, "computing image statistics of the demo X-rays")
-    _run_demo_job(image_stats_spec("paediatric-cxr"), researcher_id)
-    progress(6, steps, "importing the demo dataset (folder per class, split by patient)")
+    progress(5, steps, "demo accounts and study ready; queuing the demo's jobs")
+    state = advance_demo(researcher_id)
+    return {"invite_link_path": invite_path, "study_id": study_id, **state}
+
+
+def advance_demo(researcher_id: int) -> dict[str, Any]:
+    """Queue every demo step whose inputs exist and that has not run; returns the ids known."""
+    collection = available_collections()["paediatric-cxr"]
+    _queue_demo_job(image_stats_spec("paediatric-cxr"), researcher_id)
     dataset_id = _demo_datasets(researcher_id, collection)
-    progress(7, steps, "training a tiny GAN on the demo X-rays (about a minute on a CPU)")
     gan_job_id = demo_gan(researcher_id, dataset_id)
-    progress(8, steps, "benchmarking the GAN's samples (classifiers, FID, neighbours, attribution)")
     demo_evaluation(researcher_id, gan_job_id)
-    progress(9, steps, "a reader study from the GAN's samples; queuing a small sweep")
     sweep_id = demo_workspace(researcher_id, dataset_id, gan_job_id)
-    progress(10, steps, "demo ready")
-    return {
-        "invite_link_path": invite_path,
-        "study_id": study_id,
-        "dataset_id": dataset_id,
-        "gan_job_id": gan_job_id,
-        "sweep_id": sweep_id,
-    }
+    return {"dataset_id": dataset_id, "gan_job_id": gan_job_id, "sweep_id": sweep_id}
+
+
+def continue_demo(job_id: int) -> None:
+    """After a job succeeded: if it was the demo's, queue the demo steps it unblocked."""
+    researcher_id = read_marker()
+    if researcher_id is None:
+        return  # not a demo installation
+    with session_scope() as db:
+        job = db.get(Job, job_id)
+        if job is None or job.owner_id != researcher_id:
+            return
+    advance_demo(researcher_id)

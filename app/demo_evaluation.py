@@ -1,4 +1,4 @@
-"""Demo: the benchmark of the tiny GAN's samples, computed once at start-up.
+"""Demo: the benchmark of the tiny GAN's samples, queued as soon as its inputs exist.
 
 The dataset's benchmark dashboard gets a second point from a real-trained classifier on the
 "2 training images per class" subset.
@@ -13,33 +13,24 @@ uncertainty and the GAN memorises: the benchmark page shows both, which is the p
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.db import session_scope
 from app.demo_gan import DEMO_SAMPLES, _fid_features
+from app.demo_state import active_or_done, demo_jobs
 from app.evaluation import service
+from app.jobs.service import commit_and_enqueue
 from app.models import Dataset, ImageSet, Job, JobStatus
 
 
-def _run(job_ids: list[int]) -> None:
-    from workers.runner import execute
-
-    for job_id in job_ids:
-        execute(job_id, worker="demo-loader")
-
-
-def _classifiers(db, dataset: Dataset) -> dict[str, Job]:  # type: ignore[no-untyped-def]
-    jobs = db.scalars(
-        select(Job).where(Job.type == "train_classifier", Job.status == JobStatus.succeeded)
-    )
-    found: dict[str, Job] = {}
+def _launch(db: Session, jobs: list[Job]) -> None:
     for job in jobs:
-        if job.params.get("dataset_id") == dataset.id:
-            found[job.params["train_on"]] = job
-    return found
+        commit_and_enqueue(db, job)
 
 
 def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
-    """Run (once) the benchmark of the demo GAN's sample set."""
+    """Queue the benchmark of the demo GAN's sample set: the classifiers once the samples
+    exist, then fidelity, neighbours and attribution once the classifiers have finished."""
     if gan_job_id is None:
         return
     with session_scope() as db:
@@ -47,8 +38,6 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
         samples = db.scalar(select(ImageSet).where(ImageSet.name == DEMO_SAMPLES))
         if gan_job is None or samples is None:
             return
-        if db.scalar(select(Job.id).where(Job.type == "nearest_neighbours")) is not None:
-            return  # already benchmarked on an earlier start
         dataset = db.get(Dataset, gan_job.params["dataset_id"])
         assert dataset is not None
         principal = None  # the loader acts for the demo researcher through owner_id
@@ -59,28 +48,35 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
             "preset": "tiny-cpu",
             "resolution": resolution,
         }
-        started = [
-            service.start_classifier(
-                db, principal, dataset, {**values, "train_on": source}, owner_id=researcher_id
-            )
-            for source in ("real", "synthetic", "mixed")
-        ]
-        # The 2-per-class subset gives the dashboard a second point on the samples axis.
-        subset = db.scalar(select(Dataset).where(Dataset.parent_id == dataset.id))
-        if subset is not None and subset.content_hash:
-            real_only = {"preset": "tiny-cpu", "resolution": resolution, "train_on": "real"}
-            started.append(
-                service.start_classifier(db, principal, subset, real_only, owner_id=researcher_id)
-            )
-        db.commit()
-        first = [j.id for j in started]
-        dataset_id = dataset.id
-    _run(first)
-    with session_scope() as db:
-        dataset = db.get(Dataset, dataset_id)
-        assert dataset is not None
-        classifiers = _classifiers(db, dataset)
-        real = classifiers.get("real")
+        classifiers = demo_jobs(db, researcher_id, "train_classifier")
+        if not classifiers:
+            started = [
+                service.start_classifier(
+                    db, principal, dataset, {**values, "train_on": source}, owner_id=researcher_id
+                )
+                for source in ("real", "synthetic", "mixed")
+            ]
+            # The 2-per-class subset gives the dashboard a second point on the samples axis.
+            subset = db.scalar(select(Dataset).where(Dataset.parent_id == dataset.id))
+            if subset is not None and subset.content_hash:
+                real_only = {"preset": "tiny-cpu", "resolution": resolution, "train_on": "real"}
+                started.append(
+                    service.start_classifier(
+                        db, principal, subset, real_only, owner_id=researcher_id
+                    )
+                )
+            _launch(db, started)
+            return
+        if any(job.status is not JobStatus.succeeded for job in classifiers):
+            return  # the later steps read the finished classifiers
+        if active_or_done(db, researcher_id, "nearest_neighbours") is not None:
+            return
+        by_source = {
+            job.params["train_on"]: job
+            for job in classifiers
+            if job.params.get("dataset_id") == dataset.id
+        }
+        real = by_source.get("real")
         later = []
         if _fid_features() is not None:
             later.append(
@@ -111,20 +107,18 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
                 owner_id=researcher_id,
             )
         )
-        if real is not None and "synthetic" in classifiers:
+        if real is not None and "synthetic" in by_source:
             later.append(
                 service.start_attribution(
                     db,
                     principal,
                     {
                         "real_job_id": str(real.id),
-                        "synthetic_job_id": str(classifiers["synthetic"].id),
+                        "synthetic_job_id": str(by_source["synthetic"].id),
                         "methods": "integrated_gradients,grad_cam",
                         "n_images": "4",
                     },
                     owner_id=researcher_id,
                 )
             )
-        db.commit()
-        ids = [j.id for j in later]
-    _run(ids)
+        _launch(db, later)

@@ -1,7 +1,8 @@
 """Demo: a tiny conditional DCGAN trained on the 16 demo X-rays, and a set sampled from it.
 
-Trained in-process at start-up (under a minute on an idle laptop CPU), so a newcomer finds a
-finished run with loss and FID curves, a grid per snapshot and a synthetic image set. With 16
+Queued at start-up once the demo dataset is imported and trained by the embedded worker (about
+a minute on an idle laptop CPU) while the newcomer watches its loss and FID curves, a grid per
+snapshot and, once it is sampled, a synthetic image set. With 16
 training images it memorises them; the run page and the set's description say so.
 """
 
@@ -9,10 +10,13 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from app.config import get_settings
 from app.db import session_scope
+from app.demo_state import active_or_done
 from app.gans.options import gan_config
 from app.gans.service import parse_sample_options, start_sampling, start_training
-from app.models import Dataset, ImageSet, Job, JobStatus
+from app.jobs.service import commit_and_enqueue
+from app.models import Dataset, DatasetStatus, ImageSet, JobStatus
 from ml.metrics.features import FeatureExtractorUnavailable, packaged_inception_path
 
 DEMO_SAMPLES = "Demo synthetic: tiny DCGAN samples (trained on the 16 demo X-rays)"
@@ -27,24 +31,20 @@ def _fid_features() -> str | None:
 
 
 def demo_gan(researcher_id: int, dataset_id: int) -> int | None:
-    """Train (once) and sample (once); returns the training job id."""
-    from workers.runner import execute
-
+    """Queue the training once the dataset is ready, and the sampling once it succeeded;
+    returns the training job id (None while the dataset is still importing)."""
     with session_scope() as db:
-        done = db.scalar(
-            select(Job.id)
-            .where(Job.type == "train_gan", Job.status == JobStatus.succeeded)
-            .order_by(Job.id)
-        )
-        if done is None:
+        train = active_or_done(db, researcher_id, "train_gan")
+        if train is None:
             dataset = db.get(Dataset, dataset_id)
-            if dataset is None or not dataset.content_hash:
+            if dataset is None or dataset.status is not DatasetStatus.ready:
                 return None
+            kimg = get_settings().demo_gan_kimg
             config = gan_config(
                 {
                     # 12k images (750 steps): blurry but recognisable chest films on a CPU.
-                    "kimg": 12.0,
-                    "tick_kimg": 1.0,
+                    "kimg": kimg,
+                    "tick_kimg": min(1.0, kimg / 2),
                     "snapshot_ticks": 2,
                     # DiffAugment: made for GANs trained on a few images (Zhao et al. 2020).
                     "augment": "diffaugment",
@@ -54,25 +54,26 @@ def demo_gan(researcher_id: int, dataset_id: int) -> int | None:
                 preset="tiny-cpu",
                 resolutions=tuple(dataset.info["resolutions"]),
             )
-            job = start_training(
+            train = start_training(
                 db, owner_id=researcher_id, dataset=dataset, config=config, queue="cpu"
             )
-            db.commit()
-            done = job.id
-            execute(job.id, worker="demo-loader")
-    with session_scope() as db:
-        train_job = db.get(Job, done)
+            commit_and_enqueue(db, train)
+            return train.id
+        train_id = train.id
+        if train.status is not JobStatus.succeeded:
+            return train_id
         has_set = db.scalar(select(ImageSet.id).where(ImageSet.name == DEMO_SAMPLES))
-        if train_job is None or train_job.status is not JobStatus.succeeded or has_set:
-            return done
+        sampling = active_or_done(
+            db, researcher_id, "sample", lambda p: p.get("train_job_id") == train_id
+        )
+        if has_set or sampling is not None:
+            return train_id
         sampling = start_sampling(
             db,
             owner_id=researcher_id,
-            train_job=train_job,
+            train_job=train,
             options=parse_sample_options(DEMO_SAMPLES, 8),
             queue="cpu",
         )
-        db.commit()
-        sampling_id = sampling.id
-    execute(sampling_id, worker="demo-loader")
-    return done
+        commit_and_enqueue(db, sampling)
+    return train_id

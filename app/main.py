@@ -92,7 +92,10 @@ def create_app() -> FastAPI:
         title="synthbench",
         lifespan=_lifespan,
         dependencies=[Depends(csrf_protect)],
-        docs_url="/api/docs",
+        # No Swagger UI: FastAPI's page loads it from a CDN and starts it with an inline script,
+        # both of which the CSP (script-src 'self') blocks, so it only ever showed a blank page.
+        # The schema stays at /openapi.json for any OpenAPI viewer or client generator.
+        docs_url=None,
         redoc_url=None,
     )
     app.state.secret_key = settings.resolved_secret_key()

@@ -58,6 +58,7 @@ class LoadPlan:
     seed: int = 0
     give_up_s: float = 300.0  # one request is retried this long at most
     baseline: bool = False  # the bare endpoint: no CSRF token, no positions
+    think_s: float = 0.0  # mean pause before each answer (uniform, 0.5x to 1.5x), as a person
 
     @property
     def total(self) -> int:
@@ -199,6 +200,9 @@ class Reader:
             check = self.rng.random() < self.plan.image_check_share
             sha = await self._image_sha256(shown) if check else None
             answer = self.rng.choice(ANSWERS)
+            if self.plan.think_s:
+                # Its own generator: the answers and doubles stay those of a run without pauses.
+                await asyncio.sleep(self.plan.think_s * random.uniform(0.5, 1.5))
             response = await self._submit(shown, answer)
             if response is None:
                 return

@@ -71,6 +71,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--database-url", default=None, help="default: a SQLite file")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--think-s", type=float, default=0.0, help="mean pause before each answer (0: none)"
+    )
     parser.add_argument("--baseline", action="store_true", help="also run bare uvicorn")
     return parser.parse_args()
 
@@ -147,6 +150,7 @@ def plan_from(args: argparse.Namespace) -> LoadPlan:
         restarts=tuple(Restart(at, next(signals)) for at in sorted(args.restart_at)),
         image_check_share=args.image_check,
         seed=args.seed,
+        think_s=args.think_s,
     )
 
 
@@ -166,7 +170,9 @@ def main() -> None:
         baseline = None
         if args.baseline:
             with bare_server(args.workers) as url:
-                bare = LoadPlan(args.readers, args.answers, double_share=0, baseline=True)
+                bare = LoadPlan(
+                    args.readers, args.answers, double_share=0, baseline=True, think_s=args.think_s
+                )
                 baseline = asyncio.run(run_load(url, study, bare))
         server = stack.enter_context(ServerControl(server_env, home, workers=args.workers))
         log = asyncio.run(run_load(server.url, study, plan, server))

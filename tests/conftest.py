@@ -3,17 +3,70 @@ worker and server processes. Nothing of ours is mocked."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import signal
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pytest_postgresql import factories as pg_factories
 from pytest_redis import factories as redis_factories
-from support import Env, Process, Server, activate, start_server, start_worker
+from support import (
+    TEST_NODE_VAR,
+    TEST_RUN_VAR,
+    Env,
+    Process,
+    Server,
+    activate,
+    processes_of_this_run,
+    start_server,
+    start_worker,
+)
+
+# Set before any test starts a process: every process of this run inherits it, whoever its
+# parent ends up being (an embedded worker whose server died is reparented away from pytest).
+os.environ[TEST_RUN_VAR] = str(os.getpid())
+# Processes still dying when the run ends (a pool process whose worker was just killed) get
+# this long to go; whatever is alive after it was left behind.
+LEFTOVER_GRACE_S = 5.0
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    os.environ[TEST_NODE_VAR] = item.nodeid  # names the culprit of a leftover process
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a process it started outlived it. Session fixtures (the PostgreSQL and
+    Redis servers of pytest-postgresql and pytest-redis) are torn down before this hook."""
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    leftovers = processes_of_this_run()
+    while leftovers and time.monotonic() < deadline:
+        time.sleep(0.2)
+        leftovers = processes_of_this_run()
+    if not leftovers:
+        return
+    lines = [f"{len(leftovers)} process(es) started by the tests outlived them:"]
+    for leftover in leftovers:
+        lines.append(
+            f"  pid {leftover.pid}, started during {leftover.started_by}: {leftover.cmdline}"
+        )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(leftover.pid, signal.SIGKILL)  # by id, each one this run started
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_sep("=", "processes left behind", red=True)
+    for line in lines:
+        if reporter is not None:
+            reporter.write_line(line, red=True)
+        else:
+            print(line, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _pg_ctl() -> str | None:

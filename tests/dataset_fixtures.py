@@ -14,6 +14,8 @@ Builders:
   new SOP / Study UIDs and PatientIDs, `stage_2_train.csv` in `ID_<image>_<subtype>,Label` form
 * `write_medmnist`  an npz with the official keys, tiny uint8 images made from the X-rays
 * `write_folder`    folder per class (`normal/`, `pneumonia/`)
+* `write_dicom_encodings`  DICOM + CSV: pydicom's own test files, byte for byte, in eight
+  encodings (one deflated without a PatientID), a truncated copy and a non-DICOM `.dcm`
 * broken files: `write_truncated_dicom`, `write_dicom_without_pixels`, `write_fake_png`,
   `write_chexpert_missing_columns` (a CheXpert train.csv lacking findings columns)
 """
@@ -52,6 +54,7 @@ __all__ = [
     "MEDMNIST_KEYS",
     "SUBTYPES",
     "Chexpert",
+    "DicomEncodings",
     "Folder",
     "MedMnist",
     "Rsna",
@@ -59,6 +62,7 @@ __all__ = [
     "write_chexpert",
     "write_chexpert_missing_columns",
     "write_csv",
+    "write_dicom_encodings",
     "write_dicom_without_pixels",
     "write_fake_png",
     "write_folder",
@@ -403,4 +407,64 @@ def write_folder(root: Path, *, small: bool = True, broken: bool = False) -> Fol
         write_dicom_without_pixels(root / "normal" / "nopixels.dcm")
         write_fake_png(root / "pneumonia" / "fake.png")
         result.broken = ["normal/truncated.dcm", "normal/nopixels.dcm", "pneumonia/fake.png"]
+    return result
+
+
+# ---------------------------------------------------------------- DICOM + CSV
+
+# image id -> pydicom test file: eight transfer syntaxes our decoder reads. image_dfl.dcm
+# (deflated) has an empty PatientID, as de-identified public datasets often do.
+DICOM_ENCODINGS = {
+    "ct_explicit_le": "CT_small.dcm",
+    "mr_implicit_le": "MR_small_implicit.dcm",
+    "mr_explicit_be": "MR_small_bigendian.dcm",
+    "mr_rle": "MR_small_RLE.dcm",
+    "mr_jpeg2000": "MR_small_jp2klossless.dcm",
+    "mr_jpeg_ls": "MR_small_jpeg_ls_lossless.dcm",
+    "nm_jpeg_extended": "JPGExtended.dcm",
+    "deflated": "image_dfl.dcm",
+}
+DICOM_CSV = "labels.csv"
+
+
+@dataclass
+class DicomEncodings:
+    root: Path
+    files: dict[str, Path]  # image id -> readable file (copied byte for byte)
+    patients: list[str]  # the raw header PatientIDs among them
+    without_patient: list[str]  # image ids whose header has no PatientID
+    broken: dict[str, int]  # image id -> its line in labels.csv (truncated, not a DICOM)
+
+
+def write_dicom_encodings(
+    root: Path, *, csv_patients: dict[str, str] | None = None
+) -> DicomEncodings:
+    """`labels.csv` (`image_id,label`, plus `patient_id` when `csv_patients` maps image ids to
+    patients; other rows leave it blank) listing the eight `DICOM_ENCODINGS` files, then a
+    truncated copy of CT_small.dcm and a text file named `.dcm`, in `root/dicom/`."""
+    images = root / "dicom"
+    images.mkdir(parents=True, exist_ok=True)
+    result = DicomEncodings(root, {}, [], [], {})
+    for image_id, name in DICOM_ENCODINGS.items():
+        dest = images / f"{image_id}.dcm"
+        shutil.copy(_dicom_source(name), dest)
+        result.files[image_id] = dest
+        patient = str(pydicom.dcmread(dest, stop_before_pixels=True).get("PatientID", "") or "")
+        if patient.strip():
+            result.patients.append(patient.strip())
+        else:
+            result.without_patient.append(image_id)
+    write_truncated_dicom(images / "truncated.dcm")
+    (images / "not_dicom.dcm").write_text("exported by a viewer: not an image\n")
+    ids = [*result.files, "truncated", "not_dicom"]
+    # The header is line 1, so image i (0-based) is on line i + 2.
+    result.broken = {image_id: ids.index(image_id) + 2 for image_id in ("truncated", "not_dicom")}
+    header = ["image_id", "label"]
+    rows: list[list[object]] = [[image_id, i % 2] for i, image_id in enumerate(ids)]
+    if csv_patients is not None:
+        header.append("patient_id")
+        for row in rows:
+            row.append(csv_patients.get(str(row[0]), ""))
+    write_csv(root / DICOM_CSV, header, rows)
+    result.patients = sorted(set(result.patients))
     return result

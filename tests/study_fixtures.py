@@ -177,3 +177,86 @@ def build_read_study(name: str = "CXR realism") -> BuiltStudy:
     answer_as("rita", study_id, TOTAL // 2)
     answer_as(invited.username, study_id, TOTAL // 3)
     return BuiltStudy(study_id, owner_id, readers)
+
+
+# --- a mixed real set against small synthetic squares (issue 15) ------------------------------
+
+# (width, height) of each real upload: 256-1024 px, none square, three formats.
+MIXED_REAL_JPEG = ((1024, 820), (900, 700), (700, 960), (512, 380), (820, 1024))
+MIXED_REAL_PNG16 = ((700, 512), (512, 384), (1000, 760), (300, 256))
+MIXED_REAL_DICOM = ((512, 400), (640, 480), (384, 256))
+MIXED_SYNTHETIC = 12  # 96 px square 8-bit PNGs, as a small GAN writes them
+
+
+def _cxr(index: int) -> PILImage.Image:
+    from ml.data.collections import available_collections
+
+    files = available_collections()["paediatric-cxr"].files
+    with PILImage.open(files[index % len(files)]) as im:
+        return im.convert("L")
+
+
+def _dicom(grey: PILImage.Image) -> bytes:
+    """A 16-bit CT slice carrying this picture: pydicom's CT_small header, new pixel data."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
+    pixels = (np.asarray(grey, dtype=np.float64) / 255 * 3000).astype(np.int16)
+    ds.Rows, ds.Columns = pixels.shape
+    ds.PixelData = pixels.tobytes()
+    for tag in ("WindowCenter", "WindowWidth"):  # min-max, as an unwindowed export
+        if tag in ds:
+            delattr(ds, tag)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def mixed_source_rows() -> tuple[
+    list[tuple[str, bytes, str, str]], list[tuple[str, bytes, str, str]]
+]:
+    """(real, synthetic) upload rows of (name, bytes, origin, label): real chest X-rays as
+    JPEG, 16-bit PNG and DICOM at 256-1024 px in several aspect ratios; synthetic ones as
+    96 px square PNGs, as the issue's skeptical reviewer built them."""
+    real: list[tuple[str, bytes, str, str]] = []
+    index = 0
+    for width, height in MIXED_REAL_JPEG:
+        out = io.BytesIO()
+        _cxr(index).resize((width, height)).save(out, format="JPEG", quality=90)
+        real.append((f"hospital_{index:02d}.jpeg", out.getvalue(), "real", "normal"))
+        index += 1
+    for width, height in MIXED_REAL_PNG16:
+        grey = np.asarray(_cxr(index).resize((width, height)), dtype=np.uint16) * 257
+        out = io.BytesIO()
+        PILImage.fromarray(grey).save(out, format="PNG")
+        real.append((f"hospital_{index:02d}.png", out.getvalue(), "real", "normal"))
+        index += 1
+    for width, height in MIXED_REAL_DICOM:
+        real.append(
+            (f"hospital_{index:02d}.dcm", _dicom(_cxr(index).resize((width, height))), "real",
+             "normal")
+        )  # fmt: skip
+        index += 1
+    synthetic = []
+    for i in range(MIXED_SYNTHETIC):
+        grey = _cxr(i + 3).transpose(PILImage.Transpose.FLIP_LEFT_RIGHT)
+        side = min(grey.size)
+        square = grey.crop(((grey.width - side) // 2, 0, (grey.width + side) // 2, side))
+        out = io.BytesIO()
+        square.resize((96, 96), PILImage.Resampling.LANCZOS).save(out, format="PNG")
+        synthetic.append((f"gen_{i:03d}.png", out.getvalue(), "synthetic", "normal"))
+    return real, synthetic
+
+
+def mixed_source_image_sets(owner_id: int) -> list[int]:
+    real, synthetic = mixed_source_rows()
+    ids = []
+    for name, rows in (("Hospital archive", real), ("GAN samples 96px", synthetic)):
+        with session_scope() as db:
+            image_set = create_image_set(
+                db, owner_id=owner_id, name=name, default_origin=None,
+                upload_path_or_file=_upload(rows), description="mixed sources",
+            )  # fmt: skip
+            ids.append(image_set.id)
+    return ids

@@ -174,6 +174,65 @@ def wait_for_job(job_id: int, predicate: Callable[[Any], bool], timeout: float =
         time.sleep(0.1)
 
 
+def wait_until(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.1)
+
+
+# Every process this test run starts inherits these (conftest.py sets them in os.environ): the
+# run's own processes are found by them at the end, even those reparented away from pytest.
+TEST_RUN_VAR = "SYNTHBENCH_TEST_RUN"
+TEST_NODE_VAR = "SYNTHBENCH_TEST_NODE"
+
+
+@dataclass(frozen=True)
+class Leftover:
+    pid: int
+    cmdline: str
+    started_by: str  # the test that was running when it started
+
+
+# Helpers of pytest's own process that watch a pipe to it and exit with it (multiprocessing's
+# resource tracker and fork server, joblib's reusable workers): not left behind while attached.
+_DIE_WITH_PYTEST = ("multiprocessing.resource_tracker", "multiprocessing.forkserver", "loky")
+
+
+def processes_of_this_run() -> list[Leftover]:
+    """Live processes (not zombies) started by this test run, pytest itself excluded."""
+    marker = f"{TEST_RUN_VAR}={os.environ[TEST_RUN_VAR]}".encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        pid = int(proc.name)
+        if pid == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            if marker not in environ:
+                continue  # a zombie's environ reads empty: it is dead already
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:  # gone meanwhile, or another user's
+            continue
+        if ppid == os.getpid() and any(helper in cmdline for helper in _DIE_WITH_PYTEST):
+            continue
+        node = next(
+            (
+                e.split(b"=", 1)[1].decode()
+                for e in environ
+                if e.startswith(f"{TEST_NODE_VAR}=".encode())
+            ),
+            "(before any test)",
+        )
+        found.append(Leftover(pid, cmdline.strip(), node))
+    return found
+
+
 def run_cli(env: Env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``synthbench ARGS`` in a fresh process against ``env``, output captured, never raising."""
     return subprocess.run(

@@ -89,6 +89,9 @@ def import_dataset(params: dict[str, Any], out: Path, progress: ProgressFn, stop
         **_info(result.info),
         "n_read": result.n_read,
         "n_failed": result.n_failed,
+        "n_own_patients": result.n_own_patients,
+        "notes": list(result.notes),
+        "summary": result.summary,
         "errors": errors,
     }
 

@@ -10,7 +10,9 @@ from celery import Task
 from celery.signals import worker_process_init, worker_ready
 from celery.worker.request import Request
 
+from app.config import get_settings
 from app.db import get_engine
+from app.jobs.heartbeats import recovery_period
 from app.jobs.service import task_name
 from app.jobs.specs import JOB_TYPES
 from workers.celery_app import celery_app
@@ -76,12 +78,27 @@ for _name in JOB_TYPES:
     _register(_name)
 
 
+def _recover(queues: list[str]) -> None:
+    try:
+        requeue_orphans(queues)
+    except Exception:  # the database may be down for now: the next round tries again
+        log.exception("looking for jobs orphaned by dead workers failed")
+
+
 @worker_ready.connect
 def _resume_orphans(sender: object = None, **_: object) -> None:
-    # `sender` is the consumer; its hostname is the name jobs were recorded under.
-    hostname = getattr(sender, "hostname", None)
-    if hostname:
-        requeue_orphans(hostname)
+    # `sender` is the consumer. Orphans are found by their stale heartbeat, now and every
+    # recovery period after: a job whose worker died just before this one started is still
+    # fresh now, and is taken over once it is not.
+    app = getattr(sender, "app", None)
+    queues = sorted(app.amqp.queues.consume_from) if app is not None else []
+    if not queues:
+        return
+    _recover(queues)
+    timer = getattr(sender, "timer", None)
+    if timer is not None:
+        period = recovery_period(get_settings().heartbeat_timeout_s)
+        timer.call_repeatedly(period, _recover, (queues,))
 
 
 @worker_process_init.connect

@@ -6,6 +6,7 @@ process shares one count.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,39 @@ def wait_seconds(failures: Sequence[datetime], now: datetime, limit: int, window
     # The (len - limit + 1)th oldest must leave the window for the count to fall to limit - 1.
     frees_at = recent[len(recent) - limit] + window
     return max(1, math.ceil((frees_at - now).total_seconds()))
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[str]) -> str:
+    """The address a sign-in is counted against.
+
+    The socket peer, unless it is one of the ``trusted`` proxies (addresses or networks): then
+    the nearest X-Forwarded-For hop that is not a trusted proxy. Anyone can send the header, so
+    without a configured proxy it is ignored: a client who picked a fresh address for every
+    attempt would never reach the per-address limit.
+    """
+    networks = [_network(t) for t in trusted]
+    if not peer or not _trusted(peer, networks):
+        return peer or "unknown"
+    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, networks):
+            return hop
+    # Every hop is one of ours (or none was sent): the request came from the proxies' side.
+    return hops[0] if hops else peer
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text.strip(), strict=False)
+
+
+def _trusted(
+    address: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:  # a name or garbage in the header: never one of our proxies
+        return False
+    return any(ip in network for network in networks)
 
 
 def normalise(username: str) -> str:

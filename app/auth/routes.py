@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from app.auth import ratelimit, service
+from app.auth import ratelimit, service, signin
 from app.auth.tokens import sign, unsign
 from app.config import get_settings
+from app.db import DatabaseBusy
 from app.deps import SESSION_COOKIE, DbDep, MaybeUser
 from app.models import Study
 from app.models.types import utcnow
@@ -47,60 +48,79 @@ def login_page(request: Request, principal: MaybeUser, next: str | None = None) 
 
 
 @router.post("/login")
-def login(
+async def login(
     request: Request,
-    db: DbDep,
     username: Annotated[str, Form(max_length=120)],
     password: Annotated[str, Form(max_length=1000)],
     next: Annotated[str, Form()] = "/",
 ) -> Response:
+    # Async on purpose: signin.sign_in moves the database steps and the password check to
+    # threads itself, so a burst of sign-ins waits on the event loop rather than holding the
+    # request threads (and their connections) that every other page needs.
     settings = get_settings()
     limits = ratelimit.Limits(
         settings.login_max_failures,
         settings.login_max_failures_per_address,
         settings.login_window_s,
     )
-    address = request.client.host if request.client else "unknown"
-    now = utcnow()
-    # Checked before the password: while blocked, even the right password must not tell a
-    # guesser that it was right.
-    wait = ratelimit.retry_after(db, username, address, now, limits)
-    if wait:
-        minutes = math.ceil(wait / 60)
+    attempt = signin.Attempt(
+        username=username,
+        password=password,
+        address=ratelimit.client_address(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for"),
+            settings.trusted_proxies,
+        ),
+        now=utcnow(),
+        old_token=unsign(
+            request.app.state.secret_key, "session", request.cookies.get(SESSION_COOKIE)
+        ),
+    )
+    again = {"username": username, "next": _safe_next(next)}
+    try:
+        outcome = await signin.sign_in(
+            attempt,
+            limits,
+            hours=settings.session_hours,
+            concurrency=settings.password_check_concurrency,
+        )
+    except DatabaseBusy as exc:
+        return _busy(request, again, exc)
+    if isinstance(outcome, signin.Blocked):
+        minutes = math.ceil(outcome.wait_s / 60)
         response = render(
             request,
             "auth/login.html",
             {
                 "error": "Too many failed sign-ins for this account or from this address. "
                 f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
-                "username": username,
-                "next": _safe_next(next),
+                **again,
             },
             status_code=429,
         )
-        response.headers["Retry-After"] = str(wait)
+        response.headers["Retry-After"] = str(outcome.wait_s)
         return response
-    try:
-        user = service.authenticate(db, username, password)
-    except service.AuthError as exc:
-        ratelimit.record_failure(db, username, address, now, limits.window_s)
-        db.commit()
+    if isinstance(outcome, signin.Refused):
         return render(
             request,
             "auth/login.html",
-            {"error": exc.message, "username": username, "next": _safe_next(next)},
-            status_code=exc.status_code,
+            {"error": outcome.message, **again},
+            status_code=outcome.status_code,
         )
-    ratelimit.clear(db, username)
-    old = request.cookies.get(SESSION_COOKIE)
-    if old:
-        service.end_session(db, unsign(request.app.state.secret_key, "session", old))
-    hours = settings.session_hours
-    token, _ = service.start_session(db, user, hours=hours)
-    db.commit()
     rotate_csrf(request)
     response = redirect(request, _safe_next(next))
-    _set_session_cookie(request, response, token, hours)
+    _set_session_cookie(request, response, outcome.token, settings.session_hours)
+    return response
+
+
+def _busy(request: Request, again: dict[str, str], exc: DatabaseBusy) -> Response:
+    response = render(
+        request,
+        "auth/login.html",
+        {"error": "The server is busy. Please sign in again in a few seconds.", **again},
+        status_code=503,
+    )
+    response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from app.auth.passwords import hash_password, verify_password
+from app.auth.passwords import hash_password
 from app.auth.tokens import new_token, token_hash
 from app.models import Invite, Role, Study, StudyReader, User, WebSession
 from app.models.types import utcnow
@@ -68,11 +68,45 @@ def create_user(
     return user
 
 
-def authenticate(db: Session, username: str, password: str) -> User:
-    user = db.scalar(select(User).where(User.username == username.strip()))
-    if not verify_password(password, user.password_hash if user else None) or user is None:
-        raise AuthError("Wrong username or password.", 401)
-    return user
+SIGN_IN_REFUSED = "Wrong username or password."
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The account a sign-in names, read before the (slow) password check; plain values, so
+    the check needs no session and no connection."""
+
+    user_id: int | None
+    password_hash: str | None
+
+
+def find_candidate(db: Session, username: str) -> Candidate:
+    row = db.execute(
+        select(User.id, User.password_hash).where(User.username == username.strip())
+    ).first()
+    return Candidate(row[0], row[1]) if row else Candidate(None, None)
+
+
+def complete_sign_in(
+    db: Session,
+    candidate: Candidate,
+    *,
+    hours: int,
+    old_token: str | None = None,
+    new_hash: str | None = None,
+) -> str:
+    """After the password checked out against ``candidate``: a fresh session (the old one, if
+    any, ended) and, when the hash used older parameters, the re-hash stored."""
+    user = db.get(User, candidate.user_id) if candidate.user_id is not None else None
+    # The check ran outside any transaction: if the password changed (or the account went)
+    # meanwhile, what was checked is no longer the account's password.
+    if user is None or user.password_hash != candidate.password_hash:
+        raise AuthError(SIGN_IN_REFUSED, 401)
+    if new_hash is not None:
+        user.password_hash = new_hash
+    end_session(db, old_token)
+    token, _ = start_session(db, user, hours=hours)
+    return token
 
 
 def start_session(

@@ -73,10 +73,16 @@ def _print(info: dict, as_json: bool) -> None:
     typer.echo(f"  splits {info['splits']}, resolutions {info['resolutions']}")
     typer.echo(f"  labels {', '.join(info['labels'])}")
     typer.echo(f"  content hash {info['content_hash']}")
+    for note in info["notes"]:
+        typer.echo(f"  {note}")
+    # The import's last progress line, so the bar and this report say the same counts.
+    summary = info["summary"] or f"{len(info['errors'])} problem(s)"
     if info["errors"]:
-        typer.echo(f"  {len(info['errors'])} file(s) not imported:")
+        typer.echo(f"  {summary}:")
         for line in info["errors"][:20]:
             typer.echo(f"    {line}")
+    elif info["summary"]:
+        typer.echo(f"  {summary}")
 
 
 @dataset_cli.command("import")

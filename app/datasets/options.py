@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.jobs.specs import SpecError
-from ml.data.dicom import CT_WINDOW_PRESETS
+from ml.data.ct_windows import CT_WINDOW_PRESETS
 from ml.data.formats import FORMATS
 from ml.data.resize import RULES
 from ml.data.versions import SUBSET_KINDS

@@ -20,7 +20,7 @@ from app.deps import DbDep, Researcher
 from app.jobs.specs import SpecError
 from app.models import Dataset, DatasetStatus, Job
 from app.web.templating import redirect, render
-from ml.data.dicom import CT_WINDOW_PRESETS
+from ml.data.ct_windows import CT_WINDOW_PRESETS
 from ml.data.formats import FORMATS
 
 router = APIRouter(prefix="/datasets")
@@ -143,7 +143,7 @@ def dataset_image(
 @router.get("/{dataset_id}/report.txt")
 def import_report(dataset_id: int, db: DbDep, principal: Researcher) -> Response:
     dataset = _dataset(db, dataset_id, principal)
-    lines = list(dataset.errors or [])
+    lines = [*(dataset.info or {}).get("notes", []), *(dataset.errors or [])]
     if dataset.status is DatasetStatus.failed:
         lines.insert(0, f"The import failed: {dataset.error or 'see the job'}")
     elif dataset.status is DatasetStatus.importing:

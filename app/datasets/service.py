@@ -199,6 +199,10 @@ def record_outcome(db: Session, job: Job) -> None:
             "resolutions": result["resolutions"],
             "splits": result["splits"],
             "n_read": result.get("n_read", result["n_images"]),
+            # The import's last progress line and the report lines that are not problems.
+            "summary": result.get("summary", ""),
+            "notes": list(result.get("notes", [])),
+            "n_own_patients": result.get("n_own_patients", 0),
         }
         if result.get("description"):
             dataset.description = result["description"]
@@ -230,11 +234,14 @@ def info_dict(dataset: Dataset) -> dict[str, Any]:
         "n_images": dataset.n_images,
         "n_patients": dataset.n_patients,
         "n_failed": dataset.n_failed,
+        "n_own_patients": info.get("n_own_patients", 0),
         "labels": info.get("label_names", []),
         "splits": info.get("splits", {}),
         "resolutions": info.get("resolutions", []),
         "content_hash": dataset.content_hash,
         "options": dataset.options,
+        "summary": info.get("summary", ""),
+        "notes": info.get("notes", []),
         "errors": dataset.errors or [],
         "error": dataset.error,
         "path": dataset.path,

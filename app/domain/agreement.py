@@ -10,7 +10,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
@@ -18,8 +17,7 @@ from statsmodels.stats.contingency_tables import cochrans_q, mcnemar
 from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
-if TYPE_CHECKING:
-    from app.domain.statistics import Answer, Rating
+from app.domain.ratings import CATEGORIES, Answer, Rating, first_presentations
 
 
 @dataclass(frozen=True)
@@ -31,20 +29,10 @@ class PairedTest:
 
 
 def _answers_by_reader(ratings: Iterable[Rating]) -> dict[str, dict[str, Answer]]:
-    # statistics imports this module at its top, so importing it back at module level would be
-    # circular whichever module is imported first; by call time both are fully initialised.
-    from app.domain.statistics import first_presentations
-
     answers: dict[str, dict[str, Answer]] = defaultdict(dict)
     for r in first_presentations(ratings):
         answers[r.reader][r.image] = r.answer
     return dict(sorted(answers.items()))
-
-
-def _categories() -> tuple[Answer, ...]:
-    from app.domain.statistics import CATEGORIES  # deferred for the same reason as above
-
-    return CATEGORIES
 
 
 def fleiss_kappa(ratings: Iterable[Rating]) -> float | None:
@@ -60,7 +48,7 @@ def fleiss_kappa(ratings: Iterable[Rating]) -> float | None:
     shared = sorted(set.intersection(*(set(a) for a in answers.values())))
     if not shared:
         return None
-    categories = _categories()
+    categories = CATEGORIES
     codes = np.array([[categories.index(a[image]) for a in answers.values()] for image in shared])
     table, _ = aggregate_raters(codes, n_cat=len(categories))
     if np.count_nonzero(table.sum(axis=0)) == 1:
@@ -75,7 +63,7 @@ def cohen_kappa_pairs(ratings: Iterable[Rating]) -> dict[tuple[str, str], float 
     everything is perfect agreement (1.0). None when a pair shares no image.
     """
     answers = _answers_by_reader(ratings)
-    categories = list(_categories())
+    categories = list(CATEGORIES)
     kappas: dict[tuple[str, str], float | None] = {}
     for a, b in combinations(answers, 2):
         shared = sorted(answers[a].keys() & answers[b].keys())

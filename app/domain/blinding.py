@@ -72,6 +72,47 @@ def encode_grey_png(pixels: NDArray[np.uint8] | NDArray[np.uint16]) -> bytes:
     return PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
+def encode_grey_png_stored(pixels: NDArray[np.uint8]) -> bytes:
+    """8-bit grey PNG whose length depends only on width and height: rows unfiltered and the
+    zlib stream made of stored (uncompressed) deflate blocks written here, so no compressor
+    ever sees the pixels. This is what readers are served: the byte length of every image of
+    a study is the same, see ``stored_png_length``."""
+    arr = np.asarray(pixels)
+    if arr.ndim != 2 or arr.dtype != np.uint8 or 0 in arr.shape:
+        raise ValueError(f"expected a non-empty 2-D uint8 array, got {arr.dtype} {arr.shape}")
+    height, width = arr.shape
+    raw = np.hstack([np.zeros((height, 1), dtype=np.uint8), arr]).tobytes()  # filter 0: None
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, _GREYSCALE_COLOUR_TYPE, 0, 0, 0)
+    return (
+        PNG_SIGNATURE
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", _zlib_stored(raw))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def stored_png_length(width: int, height: int) -> int:
+    """Byte length of ``encode_grey_png_stored`` for this size, whatever the pixels."""
+    raw = height * (width + 1)
+    blocks = max(1, -(-raw // _STORED_BLOCK))
+    idat = 2 + raw + 5 * blocks + 4
+    return len(PNG_SIGNATURE) + (12 + 13) + (12 + idat) + 12
+
+
+_STORED_BLOCK = 65_535
+
+
+def _zlib_stored(data: bytes) -> bytes:
+    # zlib header: deflate, 32 KiB window, "fastest" level bits; 0x7801 is divisible by 31.
+    out = bytearray(b"\x78\x01")
+    starts = range(0, max(len(data), 1), _STORED_BLOCK)
+    for start in starts:
+        block = data[start : start + _STORED_BLOCK]
+        final = 1 if start + _STORED_BLOCK >= len(data) else 0
+        out += struct.pack("<BHH", final, len(block), len(block) ^ 0xFFFF) + block
+    return bytes(out + struct.pack(">I", zlib.adler32(data)))
+
+
 def png_chunk_types(data: bytes) -> list[str]:
     """Chunk types in file order, e.g. ["IHDR", "IDAT", "IEND"]; raises ValueError if the
     bytes are not a well-formed PNG (bad signature, truncated chunk, bad CRC)."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.domain.statistics import Answer, Rating, Truth
+from app.domain.ratings import Answer, Rating, Truth
 
 REQUIRED_COLUMNS = ("reader", "image", "truth", "answer")
 OPTIONAL_COLUMNS = ("confidence", "reason", "source")
@@ -33,6 +34,7 @@ _ANSWERS: dict[str, Answer] = {
 }
 _TRUTHS: dict[str, Truth] = {k: v for k, v in _ANSWERS.items() if v != "uncertain"}
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,17 @@ def _read_row(
     return values, confidence, problems
 
 
+def _unclosed_quote_line(text: str, delimiter: str, record_start: int) -> int:
+    """The physical line where the quote that is never closed opens, in the record that
+    begins on line ``record_start`` and runs to the end of the file."""
+    lines = io.StringIO(text, newline="")
+    offset = sum(len(next(lines)) for _ in range(record_start - 1))
+    # Read leniently, the record runs to the end of the file with the open quote's value last;
+    # the values before it are complete and hold the record's only line breaks before it.
+    cells = next(csv.reader(io.StringIO(text[offset:], newline=""), delimiter=delimiter))
+    return record_start + sum(len(_LINE_BREAK.findall(cell)) for cell in cells[:-1])
+
+
 def parse_ratings_csv(text: str) -> ParsedRatings:
     """Parse a CSV with columns reader, image, truth, answer and optionally confidence,
     reason and source (any case, any order, extra columns ignored).
@@ -144,19 +157,26 @@ def parse_ratings_csv(text: str) -> ParsedRatings:
     if not text.strip():
         return ParsedRatings([], ["The file is empty."])
     delimiter = _delimiter(text.splitlines()[0])
-    records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # strict: a quote left open at the end of the file is an error, not one last value that
+    # quietly swallows every row after it (which imported only the rows before the quote).
+    records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     errors = _Errors()
     ratings: list[Rating] = []
     reasons: dict[tuple[str, str], str] = {}
     first_row: dict[tuple[str, str], int] = {}
-    row_no = 0
+    row_no = 1  # the spreadsheet row being read; the header is row 1
+    record_start = 1  # the physical line where the record being read begins
     try:
         header = next(records)
         index, header_problems = _header_index(header)
         if header_problems:
             # Without a sound header no row can be read reliably, so none is.
             return ParsedRatings([], header_problems)
-        for row_no, cells in enumerate(records, start=2):
+        for row_no in itertools.count(2):
+            record_start = records.line_num + 1
+            cells = next(records, None)
+            if cells is None:
+                break
             if row_no - 1 > MAX_ROWS:
                 message = f"The file has more than {MAX_ROWS:,} data rows; split it up."
                 return ParsedRatings([], [message])
@@ -180,7 +200,16 @@ def parse_ratings_csv(text: str) -> ParsedRatings:
             if values.get("reason"):
                 reasons[(reader, image)] = values["reason"]
     except csv.Error as exc:
-        errors.add(f"Row {row_no + 1}: the file cannot be read as CSV from here on ({exc})")
+        if str(exc) != "unexpected end of data":
+            errors.add(f"Row {row_no}: the file cannot be read as CSV from here on ({exc})")
+        else:
+            line = _unclosed_quote_line(text, delimiter, record_start)
+            # One bad quote spoils everything after it, so no row of the file is kept.
+            message = (
+                f'Line {line}: a quoted value opens here and its closing quote (") is missing, '
+                "so the rest of the file would be read as that one value; close or remove it."
+            )
+            return ParsedRatings([], [message])
     # Every non-blank row either is recorded in first_row or produced an error.
     if not first_row and not errors.listed:
         errors.add("The file has a header but no data rows.")

@@ -32,39 +32,16 @@ from app.domain.agreement import cochran_q as cochran_q
 from app.domain.agreement import cohen_kappa_pairs as cohen_kappa_pairs
 from app.domain.agreement import fleiss_kappa as fleiss_kappa
 from app.domain.agreement import mcnemar_paired as mcnemar_paired
+from app.domain.ratings import CATEGORIES as CATEGORIES
+from app.domain.ratings import Answer as Answer
+from app.domain.ratings import Rating as Rating
+from app.domain.ratings import Truth as Truth
+from app.domain.ratings import fake_score as fake_score
+from app.domain.ratings import first_presentations as first_presentations
 
-Truth = Literal["real", "fake"]
-Answer = Literal["real", "fake", "uncertain"]
 UncertainPolicy = Literal["wrong", "excluded"]
 
-CATEGORIES: tuple[Answer, ...] = ("real", "fake", "uncertain")
 UNKNOWN_SOURCE = "(unknown)"
-
-
-@dataclass(frozen=True)
-class Rating:
-    reader: str
-    image: str
-    truth: Truth
-    answer: Answer
-    confidence: float | None = None
-    source: str | None = None
-    repeat: bool = False
-
-    def __post_init__(self) -> None:
-        # A typo such as "Fake" would otherwise be scored silently as a wrong answer.
-        if self.truth not in ("real", "fake"):
-            raise ValueError(f"truth must be 'real' or 'fake', got {self.truth!r}")
-        if self.answer not in CATEGORIES:
-            raise ValueError(f"answer must be one of {CATEGORIES}, got {self.answer!r}")
-        if self.confidence is not None and not (
-            math.isfinite(self.confidence) and self.confidence >= 0
-        ):
-            raise ValueError(f"confidence must be finite and >= 0, got {self.confidence!r}")
-
-    @property
-    def correct(self) -> bool:
-        return self.answer == self.truth
 
 
 @dataclass(frozen=True)
@@ -114,22 +91,6 @@ def _check_options(policy: str, margin: float = 0.10) -> None:
         raise ValueError(f"margin must lie in (0, 0.5), got {margin!r}")
 
 
-def first_presentations(ratings: Iterable[Rating]) -> list[Rating]:
-    """Non-repeat ratings; a second non-repeat rating of one image by one reader is an error."""
-    seen: set[tuple[str, str]] = set()
-    first: list[Rating] = []
-    for rating in ratings:
-        if rating.repeat:
-            continue
-        key = (rating.reader, rating.image)
-        if key in seen:
-            # Keeping either copy would silently bias accuracy; the caller must flag the repeat.
-            raise ValueError(f"{rating.reader!r} rated {rating.image!r} twice without repeat=True")
-        seen.add(key)
-        first.append(rating)
-    return first
-
-
 def _scored(ratings: Iterable[Rating], policy: UncertainPolicy) -> list[Rating]:
     # Under "wrong" an uncertain answer stays in n and can never be correct.
     return [r for r in ratings if policy == "wrong" or r.answer != "uncertain"]
@@ -153,22 +114,6 @@ def _d_prime(hits: int, signal: int, false_alarms: int, noise: int) -> float | N
     hit_rate = (hits + 0.5) / (signal + 1)
     false_alarm_rate = (false_alarms + 0.5) / (noise + 1)
     return float(norm.ppf(hit_rate) - norm.ppf(false_alarm_rate))
-
-
-def fake_score(rating: Rating) -> float | None:
-    """Place an answer and its confidence on one "how fake" axis, higher meaning more fake.
-
-    ``fake`` with confidence c scores +c, ``real`` with confidence c scores -c and
-    ``uncertain`` scores 0 whatever its confidence. Confidence may be on any non-negative scale
-    (0..1, a 1..5 Likert scale) where larger means surer of the stated answer, so a sure "fake"
-    ranks above an unsure "fake", then "uncertain", then an unsure "real", then a sure "real".
-    Returns None for a real/fake answer without a confidence.
-    """
-    if rating.answer == "uncertain":
-        return 0.0
-    if rating.confidence is None:
-        return None
-    return rating.confidence if rating.answer == "fake" else -rating.confidence
 
 
 def _confidence_auc(scored: Sequence[Rating]) -> float | None:

@@ -12,7 +12,7 @@ from dataclasses import asdict, fields
 from typing import Any
 
 from app.jobs.specs import SpecError
-from ml.training.classifier import ClassifierConfig
+from ml.training.classifier_config import ClassifierConfig
 
 TRAIN_ON = ("real", "synthetic", "mixed")
 CLASSIFIER_PRESETS: dict[str, dict[str, Any]] = {

@@ -1,7 +1,8 @@
 """What a GAN training run will need, shown on the form before anything is started.
 
 Memory is computed, not guessed: the chosen networks are built on PyTorch's `meta` device
-(shapes only, no storage) and their parameters counted, which gives a hard lower bound on
+(shapes only, no storage; in a child process, see `ml.networks.gan_sizes`) and their
+parameters counted, which gives a hard lower bound on
 what training keeps resident (weights, gradients, Adam's two moments, the EMA generator).
 Activation memory is deliberately *not* estimated: it depends on autograd's saved tensors,
 the loss (gradient penalties double the graph), cuDNN workspaces and the allocator, and a
@@ -16,22 +17,22 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-import torch
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.gans.options import PRESETS
 from app.jobs.specs import SpecError
 from app.models import Dataset, DatasetStatus, Job, JobStatus
+from ml.data.classes import split_classes
 from ml.data.store import open_dataset
-from ml.data.training_images import TrainingImages
-from ml.networks.gan import build_gan
-from ml.training.gan import GanConfig
+from ml.training.gan_config import GanConfig
 
 # The loop keeps weights, gradients and Adam moments in float32 (bf16 autocast only changes
 # activations), so 4 bytes per value is exact for parameters and a floor for buffers.
@@ -40,6 +41,9 @@ MB = 1_000_000  # decimal megabytes, as the label says
 # Newest finished training jobs scanned for a speed: the JSON config is filtered in Python
 # (portable across SQLite and PostgreSQL), so the scan is bounded.
 SCAN_JOBS = 500
+# Building the networks on the meta device takes well under a second; importing torch most of
+# this.
+SIZE_TIMEOUT_S = 120
 CALIBRATION_PRESET = "tiny-cpu"
 
 
@@ -92,20 +96,6 @@ class Estimate:
     measured: bool  # False: `run_time` says that no speed has been measured yet
 
 
-def count_sizes(generator: torch.nn.Module, discriminator: torch.nn.Module) -> ModelSize:
-    def trainable(module: torch.nn.Module) -> int:
-        return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-    return ModelSize(
-        g_params=sum(p.numel() for p in generator.parameters()),
-        d_params=sum(p.numel() for p in discriminator.parameters()),
-        g_trainable=trainable(generator),
-        d_trainable=trainable(discriminator),
-        g_buffers=sum(b.numel() for b in generator.buffers()),
-        d_buffers=sum(b.numel() for b in discriminator.buffers()),
-    )
-
-
 def model_size(
     arch: str, resolution: int, n_classes: int, arch_options: dict[str, Any] | None = None
 ) -> ModelSize:
@@ -117,16 +107,22 @@ def model_size(
 
 @lru_cache(maxsize=128)
 def _model_size(arch: str, resolution: int, n_classes: int, options_json: str) -> ModelSize:
-    options = json.loads(options_json)
-    try:
-        # Meta tensors carry shapes only: a 1024 px StyleGAN2 is "built" in milliseconds
-        # and allocates nothing.
-        with torch.device("meta"):
-            models = build_gan(arch, resolution, n_classes, **options)
-    except Exception:  # an op without a meta kernel: count real (CPU) tensors instead
-        # A genuinely bad arch or option raises here again, for the caller to report.
-        models = build_gan(arch, resolution, n_classes, **options)
-    return count_sizes(models.generator, models.discriminator)
+    # The networks are built in a child interpreter so that torch (7 s and 230 MB to import)
+    # never enters the web process; the answer is cached for the life of this one.
+    argv = [sys.executable, "-m", "ml.networks.gan_sizes", arch, str(resolution)]
+    done = subprocess.run(  # noqa: S603 - fixed argv, no shell, our own module
+        [*argv, str(n_classes), options_json],
+        capture_output=True,
+        text=True,
+        timeout=SIZE_TIMEOUT_S,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"counting the networks failed: {done.stderr.strip()[-500:]}")
+    answer = json.loads(done.stdout)
+    if "error" in answer:
+        raise ValueError(answer["error"])
+    return ModelSize(**answer)
 
 
 def memory_estimate(size: ModelSize, *, ema: bool, dp_batch: int | None = None) -> MemoryEstimate:
@@ -251,11 +247,11 @@ def _dataset_shape(path: str, content_hash: str, split: str) -> tuple[int, int]:
     # Keyed by content hash: a re-imported dataset at the same path is counted again.
     try:
         store = open_dataset(path)
-        # TrainingImages numbers the classes: counting them any other way could disagree.
-        data = TrainingImages(store, store.info.resolutions[0], split)
+        # The training loop numbers classes with the same function: they cannot disagree.
+        classes = split_classes(store, split)
     except (OSError, ValueError) as exc:
         raise SpecError("dataset", f"Cannot read the dataset: {exc}") from None
-    return data.n_classes, data.channels
+    return len(classes.names), store.channels
 
 
 def training_options(config: GanConfig, channels: int) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from app.jobs.specs import SpecError
-from ml.networks.gan import ARCHS
-from ml.training.gan import AUGMENTS, GanConfig
+from ml.networks.gan_families import FAMILIES as ARCHS
+from ml.training.gan_config import AUGMENTS, GanConfig
 
 PRESETS: dict[str, dict[str, Any]] = {
     # A minute on a laptop CPU: enough to watch curves and grids move on the demo data.
@@ -71,6 +71,7 @@ _FLOATS = {
     "domain_lambda",
 }
 _INTS = {"resolution", "batch_size", "snapshot_ticks", "seed", "fid_images", "fid_patience"}
+_BOOLS = {"mirror", "amp", "channels_last"}
 _LIMITS: dict[str, tuple[float, float]] = {
     "resolution": (8, 1024),
     "batch_size": (1, 4096),
@@ -89,6 +90,9 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "domain_lambda": (0.0, 1000.0),
 }
 FIELDS = {f.name for f in fields(GanConfig)}
+# Fields where None means something (no EMA, no FID, not private...); a job's stored config may
+# hold it, while a form leaves a field empty to mean "the preset's value".
+_NULLABLE = {f.name for f in fields(GanConfig) if "None" in str(f.type)}
 
 
 def gan_config(
@@ -107,6 +111,25 @@ def gan_config(
         if raw is None or raw == "":
             continue
         merged[key] = _convert(key, raw)
+    return _checked(merged, resolutions)
+
+
+def stored_gan_config(config: Any, *, resolutions: tuple[int, ...]) -> GanConfig:
+    """A training job's stored config (GanConfig as a dict, as a clone edits it) through the
+    launch form's own checks, so a clone cannot queue what the form would refuse."""
+    if not isinstance(config, dict):
+        raise SpecError("config", "config must be a mapping of GAN settings.")
+    merged: dict[str, Any] = {}
+    for key, raw in config.items():
+        if key not in FIELDS:
+            raise SpecError(key, f"Unknown option {key!r}.")
+        if raw is None and key not in _NULLABLE:
+            raise SpecError(key, f"{key} needs a value.")
+        merged[key] = None if raw is None else _convert(key, raw)
+    return _checked(merged, resolutions)
+
+
+def _checked(merged: dict[str, Any], resolutions: tuple[int, ...]) -> GanConfig:
     config = GanConfig(**merged)
     if config.arch not in ARCHS:
         raise SpecError("arch", f"Unknown architecture {config.arch!r}; choose {', '.join(ARCHS)}.")
@@ -146,8 +169,8 @@ def _convert(key: str, raw: Any) -> Any:
         if not lo <= value <= hi:
             raise SpecError(key, f"Choose a value between {lo:g} and {hi:g}.")
         return value
-    if key == "mirror":
-        return str(raw).lower() in {"1", "true", "on", "yes"}
+    if key in _BOOLS:
+        return raw if isinstance(raw, bool) else str(raw).lower() in {"1", "true", "on", "yes"}
     if key == "fid_features":
         return None if str(raw) == "none" else str(raw)
     if key == "arch_options":

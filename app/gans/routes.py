@@ -18,8 +18,8 @@ from app.jobs import service as jobs
 from app.jobs.specs import QUEUES, SpecError
 from app.models import Dataset, DatasetStatus, Job
 from app.web.templating import redirect, render
-from ml.networks.gan import ARCHS
-from ml.training.gan import AUGMENTS, GanConfig
+from ml.networks.gan_families import FAMILIES as ARCHS
+from ml.training.gan_config import AUGMENTS, GanConfig
 
 router = APIRouter(prefix="/gans")
 FORM_FIELDS = (

@@ -21,7 +21,7 @@ from app.db import session_scope
 from app.jobs.service import create_job
 from app.jobs.specs import SpecError, sample_spec, train_gan_spec, translate_spec
 from app.models import Dataset, DatasetStatus, ImageSet, Job
-from ml.training.gan import CHECKPOINT, GanConfig
+from ml.training.gan_config import CHECKPOINT, GanConfig
 
 MAX_PER_CLASS = 10_000
 

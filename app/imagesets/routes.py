@@ -17,6 +17,7 @@ from app.evaluation.service import latest_release_verdict
 from app.imagesets import service
 from app.imagesets.storage import blinded_path
 from app.models import Origin
+from app.web.body_limit import upload_limit
 from app.web.templating import redirect, render
 
 PAGE_SIZE = 120
@@ -82,6 +83,7 @@ def image_set_list(request: Request, db: DbDep, principal: Researcher) -> Respon
 
 
 @router.post("")
+@upload_limit(lambda: get_settings().max_upload_bytes)
 def upload_image_set(
     request: Request,
     db: DbDep,

@@ -22,3 +22,9 @@ def blinded_path(key: str) -> Path:
 
 def original_path(key: str, source_format: str) -> Path:
     return images_root() / "original" / key[:2] / f"{key}.{source_format}"
+
+
+def display_path(study_id: int, key: str) -> Path:
+    """An image as one study displays it (its geometry applied, undithered pixels): rendered
+    once when the study is created, so serving costs the same for every source."""
+    return images_root() / "display" / str(study_id) / key[:2] / f"{key}.npy"

@@ -20,6 +20,10 @@ LINK_KEYS = (RETRY_OF, CLONED_FROM)
 
 RETRYABLE = frozenset({JobStatus.failed, JobStatus.cancelled})
 MAX_PARAMS_BYTES = 64 * 1024
+# Real params nest three or four levels (config.arch_options...); far deeper ones only break the
+# recursive code that compares, encodes and renders them.
+MAX_PARAMS_DEPTH = 32
+_TOO_DEEP = f"The parameters are nested more than {MAX_PARAMS_DEPTH} levels deep."
 
 # An import or subset job writes into the folder of one dataset row and reports back onto it;
 # rerunning it outside the dataset's own flow would rewrite a dataset others may already use
@@ -88,9 +92,31 @@ def parse_params(text: str) -> dict[str, Any]:
         value = json.loads(text)
     except ValueError as exc:
         raise SpecError("params", f"The parameters are not valid JSON: {exc}.") from None
+    except RecursionError:
+        # 64 KB of "[[[[..." is deeper than the decoder's recursion limit: a 500 before this.
+        raise SpecError("params", _TOO_DEEP) from None
+    if _deeper_than(value, MAX_PARAMS_DEPTH):
+        raise SpecError("params", _TOO_DEEP)
     if not isinstance(value, dict):
         raise SpecError("params", "The parameters must be a JSON object ({...}).")
     return value
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` deep; iterative, because a value the
+    decoder just managed would still overflow the recursive checks and encoders after it."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def protected_change(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> str | None:

@@ -56,6 +56,18 @@ def list_artefacts(folder: str | None, limit: int = MAX_LISTED) -> Listing:
     return Listing(files, False)
 
 
+def artefact_file(folder: str | None, path: str) -> Path | None:
+    """The regular file at `path` inside `folder`, or None: a path that leaves the folder
+    (through '..' or a link) or that no file system can hold (a NUL byte) names no file."""
+    if not folder or "\0" in path:
+        # resolve() raises ValueError on a NUL byte (a 500 before this), where no file can be.
+        return None
+    root = Path(folder).resolve()
+    # resolve() follows links, so neither '..' nor a symlink can leave the job's folder.
+    target = (root / path).resolve()
+    return target if target.is_relative_to(root) and target.is_file() else None
+
+
 def log_tail(folder: str | None, lines: int = TAIL_LINES) -> LogTail | None:
     root = Path(folder) if folder else None
     if root is None:

@@ -32,12 +32,17 @@ def before_success(job_id: int, job_type: str, result: dict[str, Any]) -> dict[s
 
 def after_success(job_id: int) -> None:
     """Work that follows a success once the transaction that ended the job has committed (a
-    subset's dataset is ready then, a sample's image set exists): a sweep's next jobs. Never
-    raises: the job has succeeded whatever happens here, and a later continuation of the same
-    sweep catches up on what this one could not do."""
+    subset's dataset is ready then, a sample's image set exists): a sweep's next jobs, and on
+    a demo installation the demo's next steps. Never raises: the job has succeeded whatever
+    happens here, and a later continuation catches up on what this one could not do."""
+    from app.demo import continue_demo
     from app.sweeps.service import continue_sweep
 
     try:
         continue_sweep(job_id)
     except Exception:
         log.exception("continuing the sweep of job %s failed", job_id)
+    try:
+        continue_demo(job_id)
+    except Exception:
+        log.exception("continuing the demo after job %s failed", job_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import mimetypes
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
@@ -11,7 +10,7 @@ from fastapi.responses import FileResponse, Response
 
 from app.auth.service import Principal
 from app.deps import DbDep, Researcher
-from app.jobs import clone, files, service
+from app.jobs import clone, clone_checks, files, service
 from app.jobs.specs import EVALUATION_TYPES, JOB_TYPES, QUEUES, SpecError, image_stats_spec
 from app.models import Job
 from app.web.templating import redirect, render
@@ -118,10 +117,8 @@ def job_page(request: Request, job_id: int, db: DbDep, principal: Researcher) ->
 def artefact(job_id: int, path: str, db: DbDep, principal: Researcher) -> Response:
     """A file from the job's artefact folder (grids, logs, checkpoints, reports)."""
     job = _job_for(db, job_id, principal)
-    root = Path(job.artefact_dir or "").resolve()
-    target = (root / path).resolve()
-    # resolve() follows links, so neither '..' nor a symlink can leave the job's folder.
-    if not job.artefact_dir or not target.is_relative_to(root) or not target.is_file():
+    target = files.artefact_file(job.artefact_dir, path)
+    if target is None:
         raise HTTPException(404, f"Job {job_id} has no file {path!r}.")
     media = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     if target.suffix in {".jsonl", ".json", ".txt", ".csv"}:
@@ -184,7 +181,7 @@ def clone_job(
 ) -> Response:
     job = _job_for(db, job_id, principal)
     try:
-        spec = clone.clone_spec(job, job_type, queue, params)
+        spec = clone_checks.checked_clone(db, clone.clone_spec(job, job_type, queue, params))
     except SpecError as exc:
         values = {"type": job_type, "queue": queue, "params": params}
         return render(request, "jobs/clone.html", _clone_context(job, values, exc), status_code=422)

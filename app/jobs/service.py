@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.service import Principal
 from app.config import get_settings
+from app.jobs.heartbeats import reap_after_s
 from app.jobs.outcomes import on_job_finished
 from app.jobs.specs import JobSpec
 from app.models import Job, JobStatus
@@ -149,9 +150,12 @@ def request_cancel(db: Session, job: Job) -> None:
 
 
 def reap_stale(db: Session, *, timeout_s: int | None = None) -> int:
-    """Mark running jobs whose heartbeat stopped as failed, so none stays 'running' forever."""
+    """Fail running jobs whose heartbeat stopped and that no worker took over, so none stays
+    'running' forever. A live worker of the job's queue requeues it once its heartbeat is
+    `timeout_s` old (workers/recovery.py); the reaper waits `reap_after_s` to give it that
+    chance, so only a job nobody can resume is failed."""
     timeout = timeout_s if timeout_s is not None else get_settings().heartbeat_timeout_s
-    cutoff = utcnow() - timedelta(seconds=timeout)
+    cutoff = utcnow() - timedelta(seconds=reap_after_s(timeout))
     stale = db.scalars(
         select(Job)
         .where(Job.status == JobStatus.running, Job.heartbeat_at < cutoff)
@@ -165,7 +169,8 @@ def reap_stale(db: Session, *, timeout_s: int | None = None) -> int:
         else:
             job.status = JobStatus.failed
             job.error = (
-                f"The worker stopped sending heartbeats for over {timeout} s (it probably died)."
+                f"The worker stopped sending heartbeats for over {timeout} s (it probably died) "
+                f"and no worker of the {job.queue!r} queue took the job over."
             )
         # Row by row, not one bulk UPDATE: a reaped import must fail its dataset too.
         on_job_finished(db, job)

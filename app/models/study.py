@@ -43,6 +43,10 @@ class Study(Base):
     # scale, reasons, second question, repeats, practice, time limit, margin, seed.
     design: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The leakage gate (app/studies/blinding_gate.py): its last audit, and the researcher's
+    # recorded reason to open the study although a channel separates the sources.
+    leakage_audit: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    blinding_override: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class StudyImageSet(Base):

@@ -14,8 +14,11 @@ matter (``synthbench study audit`` uses one whose writes are thrown away).
 from __future__ import annotations
 
 import difflib
+import hashlib
+import io
 import re
 import struct
+import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,12 +26,18 @@ from itertools import pairwise, takewhile
 from pathlib import PurePath
 from typing import Any, Protocol
 
+import numpy as np
 from markupsafe import escape
+from PIL import Image as PILImage
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.db import get_sessionmaker
 from app.domain.blinding import PNG_SIGNATURE, png_chunk_types
-from app.models import Image, Study, StudyItem
+from app.domain.display_geometry import flat_border_lines
+from app.domain.leakage import ChannelResult
+from app.models import Image, Origin, ScheduleEntry, Study, StudyItem
+from app.studies.blinding_gate import Presentation, channel_results
 from app.studies.design import ReadingOptions, load_design
 
 # Headers any response of ours may carry; anything else on an image response is a finding.
@@ -46,7 +55,7 @@ GENERIC_IMAGE_HEADERS = frozenset(
         "server",
     }
 )
-IMAGE_CACHE_CONTROL = "private, max-age=600"
+IMAGE_CACHE_CONTROL = "private, max-age=600"  # app.studies.display.IMAGE_CACHE
 # Headers that identify a file (a name, a version, a location): on no response of a reader's.
 FILE_HEADERS = frozenset(
     {"etag", "last-modified", "content-disposition", "content-location", "link"}
@@ -209,7 +218,7 @@ _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 def png_encoding(data: bytes) -> tuple[object, ...]:
     """What an encoder leaves in a PNG beyond the pixels: IDAT chunking, the zlib header
     (window and level) and the set of row filters. Equal for all images of one encoder and one
-    size; our canonical encoder writes one IDAT, level 6, Paeth on every row."""
+    size; the reading route writes one IDAT of stored deflate blocks, no row filter."""
     chunks: list[tuple[bytes, bytes]] = []
     pos = len(PNG_SIGNATURE)
     while pos + 8 <= len(data):
@@ -296,7 +305,50 @@ def _differences(pages: dict[str, str], kind: str) -> list[str]:
     return []
 
 
-def audit_blinding(client: Client, study_id: int, *, max_steps: int = 100_000) -> list[str]:
+@dataclass(frozen=True)
+class Served:
+    """What a reader can observe about one image response besides its pixels: recorded by the
+    walk so the leakage channels can be fitted against the truth afterwards."""
+
+    opaque_id: str
+    position: int  # 1-based step of the walk, practice included
+    practice: bool
+    status: int
+    byte_length: int
+    width: int
+    height: int
+    border: int  # flat edge lines (app.domain.display_geometry.flat_border_lines)
+    headers: str  # every response header but Date, as one string
+    response_s: float
+    sha256: str
+
+
+def served(image: Any, opaque: str, step: int, practice: bool, elapsed: float) -> Served:
+    data: bytes = image.content
+    width = height = border = 0
+    if image.status_code == 200 and _well_formed(data):
+        width, height = _ihdr(data)[:2]
+        try:
+            with PILImage.open(io.BytesIO(data)) as im:
+                border = flat_border_lines(np.asarray(im.convert("L")))
+        except (OSError, ValueError):
+            border = -1
+    headers = "; ".join(
+        f"{k.lower()}: {v}" for k, v in sorted(image.headers.items()) if k.lower() != "date"
+    )
+    return Served(
+        opaque, step, practice, image.status_code, len(data), width, height, border, headers,
+        elapsed, hashlib.sha256(data).hexdigest(),
+    )  # fmt: skip
+
+
+def audit_blinding(
+    client: Client,
+    study_id: int,
+    *,
+    max_steps: int = 100_000,
+    observations: list[Served] | None = None,
+) -> list[str]:
     """Answer every image of this reader's study and return everything that could unblind it.
 
     An empty list means: every page and fragment is free of names, keys, labels, sources and
@@ -331,7 +383,11 @@ def audit_blinding(client: Client, study_id: int, *, max_steps: int = 100_000) -
         problems += header_problems(page, facts, where)
         skeletons[practice][where] = _skeleton(html, {entry, *_IMAGE_URL.findall(html)})
 
+        started = time.perf_counter()
         image = client.get(f"{base}/image/{entry}")
+        elapsed = time.perf_counter() - started
+        if observations is not None:
+            observations.append(served(image, entry, step, practice, elapsed))
         problems += image_problems(image, facts, f"image {step}")
         if image.status_code == 200 and _well_formed(image.content):
             headers_seen.setdefault(_ihdr(image.content), f"image {step}")
@@ -365,3 +421,39 @@ def audit_blinding(client: Client, study_id: int, *, max_steps: int = 100_000) -
     problems += _differences(skeletons[False], "scored")
     problems += _differences(skeletons[True], "practice")
     return problems
+
+
+def truth_of(db: Session, opaque_ids: Iterable[str]) -> dict[str, bool]:
+    """Whether each served opaque id showed a synthetic image: what a reader must not learn,
+    looked up only after the walk (in the session the walk wrote its schedule in)."""
+    rows = db.execute(
+        select(ScheduleEntry.opaque_id, Image.origin)
+        .join(StudyItem, StudyItem.id == ScheduleEntry.study_item_id)
+        .join(Image, Image.id == StudyItem.image_id)
+        .where(ScheduleEntry.opaque_id.in_(list(opaque_ids)))
+    ).all()
+    return {opaque: origin is Origin.synthetic for opaque, origin in rows}
+
+
+def leakage_channels(walks: list[list[Served]], truth: dict[str, bool]) -> list[ChannelResult]:
+    """Every non-content channel of the scored images served in these walks, fitted against
+    the truth (app.domain.leakage); practice images are left out, their truth is told."""
+    presentations = [
+        [
+            Presentation(
+                synthetic=truth[o.opaque_id],
+                byte_length=o.byte_length,
+                width=o.width,
+                height=o.height,
+                border=o.border,
+                headers=o.headers,
+                response_s=o.response_s,
+                opaque_id=o.opaque_id,
+                position=o.position,
+            )
+            for o in walk
+            if not o.practice and o.opaque_id in truth
+        ]
+        for walk in walks
+    ]
+    return channel_results([p for p in presentations if p])

@@ -14,12 +14,13 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from app.auth.service import Principal
+from app.db import DatabaseBusy, retry_transient
 from app.deps import CurrentUser, DbDep, Forbidden
-from app.imagesets.storage import blinded_path
 from app.models import Study, StudyReader
 from app.reading import service
 from app.reading.answers import ANSWER_LABELS, AnswerInput, ReadingError
 from app.reading.service import Feedback
+from app.studies import display
 from app.web.templating import redirect, render
 
 router = APIRouter(prefix="/read")
@@ -79,29 +80,42 @@ def my_studies(request: Request, db: DbDep, principal: CurrentUser) -> Response:
 
 @router.get("/{study_id}")
 def reading_page(request: Request, study_id: int, db: DbDep, principal: CurrentUser) -> Response:
-    study, study_reader = _reader(db, principal, study_id)
+    def show() -> Response:
+        study, study_reader = _reader(db, principal, study_id)
+        try:
+            service.ensure_schedule(db, study, study_reader)
+        except ReadingError as exc:
+            raise HTTPException(exc.status_code, exc.message) from exc
+        view = service.reading_view(db, study, study_reader)
+        db.commit()
+        return render(request, PAGE, _page_context(study, view))
+
+    # The first visit writes (the reader's sequence, when the image was first shown); both
+    # steps are idempotent, so a locked database is waited out here, not shown as a 500.
     try:
-        service.ensure_schedule(db, study, study_reader)
-    except ReadingError as exc:
-        raise HTTPException(exc.status_code, exc.message) from exc
-    view = service.reading_view(db, study, study_reader)
-    db.commit()
-    return render(request, PAGE, _page_context(study, view))
+        return retry_transient(db, show)
+    except DatabaseBusy as exc:
+        return _answer_busy(request, exc)
 
 
 @router.get("/{study_id}/image/{opaque_id}")
 def reading_image(study_id: int, opaque_id: str, db: DbDep, principal: CurrentUser) -> Response:
     # One answer for every refusal, so the response never says whether an id exists.
     try:
-        _, study_reader = service.reader_for(
+        study, study_reader = service.reader_for(
             db, study_id=study_id, user_id=principal.user.id, study_scope=principal.study_scope
         )
-        path = blinded_path(service.image_key_for(db, study_reader, opaque_id))
-        content = path.read_bytes()
-    except (ReadingError, OSError):
+        key = service.image_key_for(db, study_reader, opaque_id)
+        pixels = display.display_pixels(db, study, key)
+    except (ReadingError, OSError, ValueError):
         raise HTTPException(404, "This image is not available.") from None
-    # Deliberately no ETag, Last-Modified or Content-Disposition: each would identify the file.
-    return Response(content, media_type="image/png", headers={"Cache-Control": IMAGE_CACHE})
+    # The study's rendering, dithered for this presentation: every image of the study has one
+    # byte length and one header set. Deliberately no ETag, Last-Modified or
+    # Content-Disposition: each would identify the file.
+    content = display.served_png(pixels, opaque_id)
+    return Response(
+        content, media_type=display.SERVED_MEDIA_TYPE, headers=dict(display.SERVED_HEADERS)
+    )
 
 
 @router.post("/{study_id}/answer")
@@ -117,21 +131,40 @@ def submit_answer(
     second_answer: Annotated[str, Form(max_length=200)] = "",
     duration_ms: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
-    study, study_reader = _reader(db, principal, study_id)
     form = AnswerInput(answer, confidence, reason, second_answer, duration_ms)
-    try:
-        stored = service.record_answer(db, study_reader, entry, form)
-    except ReadingError as exc:
-        db.rollback()
-        return _answer_error(request, study, exc)
-    feedback = service.practice_feedback(db, study_reader, stored)
-    if not _is_htmx(request):
+
+    def store() -> Response:
+        study, study_reader = _reader(db, principal, study_id)
+        try:
+            stored = service.record_answer(db, study_reader, entry, form)
+        except ReadingError as exc:
+            db.rollback()
+            return _answer_error(request, study, exc)
+        feedback = service.practice_feedback(db, study_reader, stored)
+        if not _is_htmx(request):
+            db.commit()
+            flash = feedback.message if feedback else None
+            return redirect(request, f"/read/{study_id}", flash=flash)
+        view = service.reading_view(db, study, study_reader)
         db.commit()
-        flash = feedback.message if feedback else None
-        return redirect(request, f"/read/{study_id}", flash=flash)
-    view = service.reading_view(db, study, study_reader)
-    db.commit()
-    return render(request, PAGE, _page_context(study, view, feedback), block="panel")
+        return render(request, PAGE, _page_context(study, view, feedback), block="panel")
+
+    # Safe to run again: record_answer returns the stored answer for an identical resubmit,
+    # so a retry after a commit whose reply was lost stores nothing twice.
+    try:
+        return retry_transient(db, store)
+    except DatabaseBusy as exc:
+        return _answer_busy(request, exc)
+
+
+def _answer_busy(request: Request, exc: DatabaseBusy) -> Response:
+    # 503 + Retry-After, never 500: the reading page sends the same answer again by itself.
+    message = "The server is busy and your answer is not saved yet. Please submit it again."
+    if request.method == "GET":
+        message = "The server is busy. Please reload this page in a few seconds."
+    response = render(request, "errors/error.html", {"message": message}, status_code=503)
+    response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
 
 
 @router.get("/{study_id}/answer")

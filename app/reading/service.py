@@ -19,6 +19,7 @@ from app.domain.reader_study import ImageRef, Selection, reader_schedule, reader
 from app.models import Answer, Image, ScheduleEntry, Study, StudyItem, StudyKind, StudyReader
 from app.models.types import utcnow
 from app.reading.answers import AnswerInput, InvalidAnswer, ReadingError, parse_answer
+from app.studies import blinding_gate
 from app.studies.design import ReadingOptions, load_design
 
 # reader_seed() gives 64 unsigned bits; the column is a signed BigInteger. The masked value is
@@ -136,6 +137,10 @@ def ensure_schedule(db: Session, study: Study, study_reader: StudyReader) -> Non
     selection = _selection(db, study)
     if not selection.scored and not selection.practice:
         return  # nothing selected yet: the page says so, and the next visit tries again
+    try:
+        blinding_gate.ensure_open(db, study)
+    except blinding_gate.GateClosed as exc:
+        raise StudyNotReadable(str(exc)) from exc
     design = load_design(study.design)
     index = db.scalar(
         select(func.count())

@@ -1,11 +1,14 @@
 """Audit the blinding of any study, live, and leave no trace: ``synthbench study audit``.
 
 Two parts. The opaque ids already handed to the study's readers are checked where they are
-stored. Then a throwaway reader walks the whole study through the real app in this process
+stored. Then throwaway readers walk the whole study through the real app in this process
 (app.reading.blinding_audit) against a database nobody else sees: on PostgreSQL one
 transaction that is rolled back at the end, on SQLite a snapshot copy of the database file
 (a transaction there would hold the write lock for the whole walk and stall the live server).
-Either way its account, schedule and answers never become visible, and no statistic changes.
+Either way their accounts, schedules and answers never become visible, and no statistic
+changes. Every image response of the walks is recorded, and each non-content channel (byte
+length, dimensions, border, headers, response time, opaque id, position) is fitted against
+the truth: a channel above the random-feature 95th percentile is a finding.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import get_settings
 from app.db import get_sessionmaker, make_engine
+from app.domain.leakage import ChannelResult, describe, leaking
 from app.models import Role, ScheduleEntry, Study, StudyKind, StudyReader, User
-from app.reading.blinding_audit import opaque_id_problems
+from app.reading.blinding_audit import Served, leakage_channels, opaque_id_problems, truth_of
+
+# Readers walked: position, opaque id and response time are redrawn per reader, and their
+# AUCs are averaged over the walks (app/domain/leakage.py).
+AUDIT_WALKS = 3
 
 
 class AuditRefused(Exception):
@@ -39,6 +47,7 @@ class AuditReport:
     study_name: str
     stored_ids: int
     findings: list[str]
+    channels: list[ChannelResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -50,6 +59,7 @@ class AuditReport:
             "ok": self.ok,
             "stored_opaque_ids": self.stored_ids,
             "findings": self.findings,
+            "channels": [c.to_json() for c in self.channels],
         }
 
 
@@ -109,7 +119,9 @@ def throwaway_sessions() -> AbstractContextManager[Callable[[], Session]]:
     return _sqlite_snapshot(url) if url.startswith("sqlite") else _rolled_back(url)
 
 
-def _walk(make_session: Callable[[], Session], study_id: int) -> list[str]:
+def _walk(
+    make_session: Callable[[], Session], study_id: int, walks: int
+) -> tuple[list[str], list[ChannelResult]]:
     # The web app is heavy to import; only the walk needs it.
     from app.auth.service import start_session
     from app.auth.tokens import sign
@@ -128,24 +140,37 @@ def _walk(make_session: Callable[[], Session], study_id: int) -> list[str]:
             session.close()
 
     app.dependency_overrides[get_db] = db_override
+    findings: list[str] = []
+    observed: list[list[Served]] = []
+    for _ in range(walks):
+        with make_session() as db:
+            auditor = User(
+                username=f"blinding-audit-{secrets.token_hex(6)}",
+                display_name="Blinding audit",
+                password_hash=None,
+                role=Role.reader,
+            )
+            db.add(auditor)
+            db.flush()
+            db.add(StudyReader(study_id=study_id, user_id=auditor.id))
+            token, _ = start_session(db, auditor, hours=1)
+            db.commit()
+        client = InProcessClient(app)
+        client.cookies[SESSION_COOKIE] = sign(app.state.secret_key, "session", token)
+        walk: list[Served] = []
+        # Each walk's page-level findings are the same kind; a finding is listed once.
+        findings += [
+            f for f in audit_blinding(client, study_id, observations=walk) if f not in findings
+        ]
+        observed.append(walk)
     with make_session() as db:
-        auditor = User(
-            username=f"blinding-audit-{secrets.token_hex(6)}",
-            display_name="Blinding audit",
-            password_hash=None,
-            role=Role.reader,
-        )
-        db.add(auditor)
-        db.flush()
-        db.add(StudyReader(study_id=study_id, user_id=auditor.id))
-        token, _ = start_session(db, auditor, hours=1)
-        db.commit()
-    client = InProcessClient(app)
-    client.cookies[SESSION_COOKIE] = sign(app.state.secret_key, "session", token)
-    return audit_blinding(client, study_id)
+        truth = truth_of(db, [o.opaque_id for walk in observed for o in walk])
+    channels = leakage_channels(observed, truth) if truth else []
+    findings += [f"leakage channel {describe(c)}" for c in leaking(channels)]
+    return findings, channels
 
 
-def audit_study(study_id: int) -> AuditReport:
+def audit_study(study_id: int, walks: int = AUDIT_WALKS) -> AuditReport:
     """Every finding that could unblind the study's readers; empty findings mean it passed."""
     with get_sessionmaker()() as db:
         study = db.get(Study, study_id)
@@ -161,7 +186,7 @@ def audit_study(study_id: int) -> AuditReport:
     findings = opaque_id_problems(stored, "stored opaque ids")
     try:
         with throwaway_sessions() as make_session:
-            findings += _walk(make_session, study_id)
+            walked, channels = _walk(make_session, study_id, walks)
     except (OperationalError, sqlite3.Error) as exc:
         raise AuditRefused(f"The audit could not use the database: {exc}") from exc
-    return AuditReport(study_id, name, len(stored), findings)
+    return AuditReport(study_id, name, len(stored), findings + walked, channels)

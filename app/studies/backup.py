@@ -201,6 +201,8 @@ class _Collector:
                 design=study.design,
                 owner=owners[study.owner_id],
                 created_at=study.created_at,
+                leakage_audit=study.leakage_audit,
+                blinding_override=study.blinding_override,
             ),
             image_sets=[_set_record(s, owners[s.owner_id], s.id in linked) for s in sets],
             images=image_records,

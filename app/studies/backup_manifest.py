@@ -54,6 +54,10 @@ class StudyRecord(_Record):
     design: dict[str, Any]
     owner: Username
     created_at: AwareDatetime
+    # The leakage gate's audit and any reason to open the study despite it (absent in
+    # archives written before the gate existed).
+    leakage_audit: dict[str, Any] | None = None
+    blinding_override: str | None = None
 
 
 class ImageSetRecord(_Record):

@@ -119,6 +119,8 @@ class _Restorer:
             kind=StudyKind(m.study.kind),
             design=m.study.design,
             created_at=m.study.created_at,
+            leakage_audit=m.study.leakage_audit,
+            blinding_override=m.study.blinding_override,
         )
         sets = {s.id: _new_set(s, owners[s.owner].id) for s in m.image_sets}
         self.db.add_all([study, *sets.values()])

@@ -174,5 +174,12 @@ def audit_command(
         typer.echo(f"Study {study_id} ({report.study_name!r}): {len(report.findings)} finding(s):")
         for finding in report.findings:
             typer.echo(f"- {finding}")
+    if not as_json and report.channels:
+        typer.echo("Leakage channels (AUC against the truth; random-feature 95th percentile):")
+        for channel in report.channels:
+            typer.echo(
+                f"  {channel.channel:<14} {channel.auc:.3f}  {channel.null_p95:.3f}  "
+                f"{'pass' if channel.passed else 'SEPARATES THE SOURCES'}"
+            )
     if not report.ok:
         raise typer.Exit(1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from app.domain.display_geometry import DEFAULT_DISPLAY_SIZE, AspectRule
 from app.domain.reader_study import StudyDesign
 
 AnswerSet = Literal["real_fake", "real_fake_uncertain"]
@@ -49,12 +50,28 @@ class ReadingOptions:
 
 
 @dataclass(frozen=True)
+class DisplayOptions:
+    """How every image is brought to the screen (app/domain/display_geometry.py); the
+    resulting geometry, with the common native side, is stored as ``design["geometry"]``."""
+
+    size: int = DEFAULT_DISPLAY_SIZE
+    aspect: AspectRule = "crop"
+    # Bring every source to the lowest native resolution first, so resampling looks the same.
+    match_resolution: bool = True
+
+
+@dataclass(frozen=True)
 class StoredDesign:
     selection: StudyDesign
     reading: ReadingOptions = field(default_factory=ReadingOptions)
+    display: DisplayOptions = field(default_factory=DisplayOptions)
 
     def to_json(self) -> dict[str, Any]:
-        return {"selection": asdict(self.selection), "reading": asdict(self.reading)}
+        return {
+            "selection": asdict(self.selection),
+            "reading": asdict(self.reading),
+            "display": asdict(self.display),
+        }
 
 
 def load_design(data: dict[str, Any]) -> StoredDesign:
@@ -69,4 +86,5 @@ def load_design(data: dict[str, Any]) -> StoredDesign:
         reading["second_question"] = SecondQuestion(
             prompt=question["prompt"], choices=tuple(question["choices"])
         )
-    return StoredDesign(selection=selection, reading=ReadingOptions(**reading))
+    display = DisplayOptions(**(data.get("display") or {}))
+    return StoredDesign(selection=selection, reading=ReadingOptions(**reading), display=display)

@@ -9,8 +9,9 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from app.domain.display_geometry import DEFAULT_DISPLAY_SIZE, MAX_DISPLAY_SIZE, MIN_DISPLAY_SIZE
 from app.domain.reader_study import StudyDesign
-from app.studies.design import ReadingOptions, SecondQuestion
+from app.studies.design import DisplayOptions, ReadingOptions, SecondQuestion
 
 MAX_SEED = 2**31 - 1
 
@@ -22,6 +23,7 @@ class DesignForm:
     image_set_ids: list[int] = field(default_factory=list)
     design: StudyDesign | None = None
     reading: ReadingOptions | None = None
+    display: DisplayOptions = field(default_factory=DisplayOptions)
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -86,6 +88,19 @@ def parse_design_form(form: Mapping[str, str], image_set_ids: list[str]) -> Desi
     if policy not in {"wrong", "excluded"}:
         errors["uncertain_policy"] = "Choose how 'uncertain' is counted."
 
+    display_size = _number(
+        form, "display_size", DEFAULT_DISPLAY_SIZE, MIN_DISPLAY_SIZE, MAX_DISPLAY_SIZE, errors
+    )
+    if "display_size" not in errors and display_size != int(display_size):
+        errors["display_size"] = "Enter a whole number."
+    aspect = form.get("aspect") or "crop"
+    if aspect not in {"crop", "pad"}:
+        errors["aspect"] = "Choose how non-square images are made square."
+    # A select, not a checkbox: an absent field must mean the safe default (match).
+    resolution = form.get("resolution") or "match"
+    if resolution not in {"match", "native"}:
+        errors["resolution"] = "Choose whether sources are brought to one resolution."
+
     question = None
     prompt = (form.get("second_prompt") or "").strip()
     choices = tuple(c.strip() for c in (form.get("second_choices") or "").split(",") if c.strip())
@@ -109,6 +124,11 @@ def parse_design_form(form: Mapping[str, str], image_set_ids: list[str]) -> Desi
         practice_images=int(practice),
         # A recorded seed makes every reader's order reproducible from the design alone.
         seed=seed if seed is not None else secrets.randbelow(MAX_SEED),
+    )
+    parsed.display = DisplayOptions(
+        size=int(display_size),
+        aspect=aspect,  # type: ignore[arg-type]
+        match_resolution=resolution == "match",
     )
     parsed.reading = ReadingOptions(
         answers=answers,  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from app.domain.statistics import Rating, fake_score, first_presentations
+from app.domain.ratings import Rating, fake_score, first_presentations
 from app.studies.ratings import ANSWER_COLUMNS, natural_key
 
 # OWASP "CSV injection": a spreadsheet runs a cell starting with one of these as a formula.

@@ -35,8 +35,8 @@ from app.jobs.service import JobNotFound
 from app.models import Dataset, DatasetStatus, Image, ImageSet, Job, JobStatus, Origin, Study
 from app.studies.design import ReadingOptions
 from app.studies.service import StudyDesignError, create_study
+from ml.data.classes import class_name
 from ml.data.store import PreparedDataset, open_dataset
-from ml.data.training_images import class_name
 
 # Held-out first: a reader study should not show the images the GAN was fitted to.
 SPLIT_PREFERENCE = ("test", "val", "train")

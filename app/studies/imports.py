@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from app.domain.ratings import Rating
 from app.domain.ratings_import import ParsedRatings, parse_ratings_csv
-from app.domain.statistics import Rating
 from app.models import ExternalRating, Study, StudyKind
 
 # Column widths of the tables (app/models/study.py): PostgreSQL rejects longer values outright,

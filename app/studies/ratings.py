@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.domain.statistics import Rating
+from app.domain.ratings import Rating
 from app.models import (
     Answer,
     ExternalRating,
@@ -46,6 +46,9 @@ ANSWER_COLUMNS = (
     "position",
     "repeat",
     "practice",
+    # The researcher's reason to open the study although its blinding audit found a leak;
+    # on every row, so no answer travels without it.
+    "blinding_override",
 )
 
 
@@ -178,6 +181,7 @@ def answer_rows(db: Session, study: Study) -> list[dict[str, Any]]:
                 "position": entry.position,
                 "repeat": entry.repeat,
                 "practice": entry.practice,
+                "blinding_override": study.blinding_override,
             }
         )
     return rows

@@ -26,6 +26,7 @@ from app.domain.statistics import (
     study_statistics,
 )
 from app.models import Study, StudyKind
+from app.studies.blinding_gate import methods_line
 from app.studies.design import load_design
 from app.studies.ratings import ImageRef, answer_rows, image_refs, natural_key, study_ratings
 
@@ -56,7 +57,13 @@ def statistics_for(
     """The study's ratings and study_statistics() under ``policy`` (default: the study's)."""
     preregistered, margin = study_options(study)
     ratings = study_ratings(db, study)
-    return ratings, study_statistics(ratings, policy=policy or preregistered, margin=margin)
+    stats = study_statistics(ratings, policy=policy or preregistered, margin=margin)
+    blinding = methods_line(study)
+    if blinding:
+        # The methods travel with the results page and stats.json, so the gate's verdict and
+        # any reason to open the study anyway do too.
+        stats["methods"]["blinding"] = blinding
+    return ratings, stats
 
 
 # --- plots ------------------------------------------------------------------------------------

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from app.deps import DbDep, Researcher
-from app.studies import results
 from app.studies.export import answers_csv, imrmc_text, statistics_json
 from app.studies.imports import ImportRatingsError, import_ratings, name_problems
 from app.studies.ratings import answer_rows, study_ratings
 from app.studies.routes import study_for
+from app.web.body_limit import upload_limit
 from app.web.templating import redirect, render
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 router = APIRouter(prefix="/studies")
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 PolicyQuery = Annotated[Literal["wrong", "excluded"] | None, Query()]
 SearchQuery = Annotated[str, Query(max_length=200)]
+
+
+def _results() -> ModuleType:
+    # The statistics (scipy, statsmodels, scikit-learn: about 1.5 s and 100 MB) load with the
+    # first results page a web worker serves, not at its start-up.
+    from app.studies import results
+
+    return results
 
 
 def _download(body: str, filename: str, media_type: str) -> Response:
@@ -49,6 +60,7 @@ def import_form(request: Request, principal: Researcher) -> Response:
 
 
 @router.post("/import")
+@upload_limit(MAX_UPLOAD_BYTES)
 def import_upload(
     request: Request,
     db: DbDep,
@@ -82,6 +94,7 @@ def results_page(
     q: SearchQuery = "",
 ) -> Response:
     study = study_for(db, study_id, principal)
+    results = _results()
     policy = results.resolve_policy(study, uncertain)
     return render(request, "studies/results.html", results.results_context(db, study, policy, q))
 
@@ -91,7 +104,7 @@ def reasons_fragment(
     request: Request, study_id: int, db: DbDep, principal: Researcher, q: SearchQuery = ""
 ) -> Response:
     study = study_for(db, study_id, principal)
-    context = results.reasons_context(db, study, q)
+    context = _results().reasons_context(db, study, q)
     return render(request, "studies/results.html", context, block="reasons")
 
 
@@ -120,6 +133,10 @@ def stats_json(
     study_id: int, db: DbDep, principal: Researcher, uncertain: PolicyQuery = None
 ) -> Response:
     study = study_for(db, study_id, principal)
+    results = _results()
     _, stats = results.statistics_for(db, study, results.resolve_policy(study, uncertain))
-    about = {"id": study.id, "name": study.name, "kind": study.kind.value}
+    about: dict[str, object] = {"id": study.id, "name": study.name, "kind": study.kind.value}
+    if study.blinding_override:
+        # Opened although its blinding audit found a leak: the reason travels with the data.
+        about["blinding_override"] = study.blinding_override
     return Response(statistics_json(stats, study=about), media_type="application/json")

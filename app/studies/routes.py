@@ -14,7 +14,7 @@ from app.auth.service import Principal
 from app.config import get_settings
 from app.deps import DbDep, Forbidden, Researcher
 from app.models import Invite, Study, User
-from app.studies import service, sharing
+from app.studies import blinding_gate, display, service, sharing
 from app.studies.design import load_design
 from app.studies.design_form import parse_design_form
 from app.web.templating import redirect, render
@@ -77,10 +77,22 @@ def study_list(request: Request, db: DbDep, principal: Researcher) -> Response:
 def _new_form(request: Request, db: DbDep, principal: Principal, **context: object) -> Response:
     status = 422 if context.get("errors") else 200
     sets = service.visible_image_sets(db, principal.user)
+    resolutions = display.source_resolutions(db, [s.id for s in sets])
+    by_set: dict[int, list[display.SourceResolution]] = {}
+    for r in resolutions:
+        by_set.setdefault(r.image_set_id, []).append(r)
     return render(
         request,
         "studies/new.html",
-        {"image_sets": sets, "values": {}, "errors": {}, **context},
+        {
+            "image_sets": sets,
+            "resolutions": by_set,
+            # Shown as a warning: the form's default brings them to the lowest one.
+            "resolutions_differ": len({r.min_side for r in resolutions}) > 1,
+            "values": {},
+            "errors": {},
+            **context,
+        },
         status_code=status,
     )
 
@@ -106,6 +118,7 @@ def create_study(request: Request, db: DbDep, principal: Researcher, form: FormD
             image_set_ids=parsed.image_set_ids,
             design=parsed.design,
             reading=parsed.reading,
+            display_options=parsed.display,
         )
     except service.StudyDesignError as exc:
         db.rollback()
@@ -132,6 +145,9 @@ def _study_page(
         "invite_hours": get_settings().invite_hours,
         "can_change": sharing.can_change(study, principal),
         "collaborators": sharing.collaborators(db, study),
+        "leakage": study.leakage_audit,
+        "leakage_channels": blinding_gate.channel_rows(study),
+        "gate_open": blinding_gate.is_open(study),
         **extra,
     }
     return render(request, "studies/detail.html", context)
@@ -140,6 +156,26 @@ def _study_page(
 @router.get("/{study_id}")
 def study_page(request: Request, study_id: int, db: DbDep, principal: Researcher) -> Response:
     return _study_page(request, db, study_for(db, study_id, principal), principal)
+
+
+@router.post("/{study_id}/blinding-override")
+def blinding_override(
+    request: Request,
+    db: DbDep,
+    study: OwnedStudy,
+    reason: Annotated[str, Form(max_length=blinding_gate.MAX_REASON)] = "",
+) -> Response:
+    try:
+        blinding_gate.record_override(db, study, reason)
+    except ValueError as exc:
+        db.rollback()
+        return redirect(request, f"/studies/{study.id}", flash=str(exc), kind="error")
+    db.commit()
+    return redirect(
+        request,
+        f"/studies/{study.id}",
+        flash="Reason recorded: the study is open to readers, and the reason is in its methods.",
+    )
 
 
 @router.post("/{study_id}/readers")

@@ -20,7 +20,8 @@ from app.models import (
     StudyReader,
     User,
 )
-from app.studies.design import ReadingOptions, StoredDesign
+from app.studies import blinding_gate, display
+from app.studies.design import DisplayOptions, ReadingOptions, StoredDesign
 
 
 class StudyDesignError(ValueError):
@@ -60,8 +61,11 @@ def create_study(
     image_set_ids: list[int],
     design: StudyDesign,
     reading: ReadingOptions,
+    display_options: DisplayOptions | None = None,
 ) -> Study:
-    """Select the images now, so every reader of the study sees the same set."""
+    """Select the images now, so every reader of the study sees the same set; render them in
+    the study's geometry and run the leakage gate (the study opens to readers if it passes)."""
+    display_options = display_options or DisplayOptions()
     allowed = {s.id for s in visible_image_sets(db, owner)}
     unknown = [i for i in image_set_ids if i not in allowed]
     if unknown:
@@ -78,7 +82,7 @@ def create_study(
         instructions=instructions,
         owner_id=owner.id,
         design={
-            **StoredDesign(selection=design, reading=reading).to_json(),
+            **StoredDesign(selection=design, reading=reading, display=display_options).to_json(),
             "notes": list(selection.notes),
         },
     )
@@ -90,6 +94,11 @@ def create_study(
         StudyItem(study_id=study.id, image_id=int(r.key), practice=True) for r in selection.practice
     )
     db.flush()
+    chosen = display.study_images(db, study.id)
+    geometry = display.geometry_for(display_options, [(i.width, i.height) for i in chosen])
+    study.design = {**study.design, "geometry": geometry.to_json()}
+    unrendered = display.render_study(db, study, geometry)
+    blinding_gate.run_gate(db, study, geometry, unrendered=unrendered)
     return study
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from app.auth.tokens import sign, unsign
+from app.config import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 FLASH_COOKIE = "sb_flash"
@@ -53,7 +54,7 @@ def render(
     else:
         response = templates.TemplateResponse(request, name, ctx, status_code=status_code)
     if ctx["flashes"]:
-        response.delete_cookie(FLASH_COOKIE, path="/")
+        response.delete_cookie(FLASH_COOKIE, path="/", secure=get_settings().secure_cookies)
     return response
 
 
@@ -70,6 +71,8 @@ def redirect(request: Request, url: str, *, flash: str | None = None, kind: str 
             sign(request.app.state.secret_key, "flash", json.dumps(items)),
             httponly=True,
             samesite="lax",
+            # As the session cookie: behind TLS a flash must not travel over plain http either.
+            secure=get_settings().secure_cookies,
             path="/",
         )
     return response

@@ -30,6 +30,7 @@ from pydicom.pixels import pixel_array as _pixel_array
 from pydicom.tag import BaseTag, Tag
 
 from ml.data.codestreams import check_frame
+from ml.data.ct_windows import CT_WINDOW_PRESETS as CT_WINDOW_PRESETS
 from ml.data.decoded import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
 from ml.data.decoded import DecodedImage as DecodedImage
 from ml.data.decoded import ImageMeta as ImageMeta
@@ -50,15 +51,6 @@ from ml.data.errors import NotDicomError as NotDicomError
 from ml.data.errors import TruncatedFileError as TruncatedFileError
 from ml.data.errors import UnsupportedCodecError as UnsupportedCodecError
 from ml.data.errors import UnsupportedPixelFormatError as UnsupportedPixelFormatError
-
-# Window presets (center, width) in Hounsfield units.
-CT_WINDOW_PRESETS: dict[str, tuple[float, float]] = {
-    "brain": (40.0, 80.0),
-    "subdural": (80.0, 200.0),
-    "bone": (600.0, 2800.0),
-    "soft_tissue": (40.0, 400.0),
-    "lung": (-600.0, 1500.0),
-}
 
 # ITU-R BT.601 luma: the weights DICOM's YBR_FULL definition and Pillow's "L" mode use, so a
 # colour DICOM and a colour PNG of the same picture give the same grey image.

@@ -15,8 +15,12 @@ What is persisted, and what is not:
 * report lines (`PrepareResult.errors`), which are stored and shown, have every raw patient id
   replaced by a prefix of its key (`mask_patient_ids`).
 
-A file that cannot be decoded becomes one line in `PrepareResult.errors` and the import goes
-on; errors from listing the dataset (`FormatReport.errors`) come first in that list.
+A file that cannot be decoded becomes one line in `PrepareResult.errors` (led by the CSV line
+it came from, when it came from one) and the import goes on; errors from listing the dataset
+(`FormatReport.errors`) come first in that list. Every progress message is a `progress_line`
+counting those same errors, so the last one (`PrepareResult.summary`) agrees with the report.
+Lines that report no problem (`PrepareResult.notes`) are kept apart: how many images had no
+patient id and became their own patient (`ml.data.formats.patients`).
 """
 
 from __future__ import annotations
@@ -36,13 +40,14 @@ from ml.data.decoded import patient_key
 from ml.data.dicom import CT_WINDOW_PRESETS, LUMA_WEIGHTS, decode_dicom_values, window_stack
 from ml.data.errors import ImageDecodeError, NotAnImageError
 from ml.data.formats import Record, read_dataset
+from ml.data.formats.patients import own_patients_line
 from ml.data.images import load_image, sniff_format
 from ml.data.resize import RULES, ResizeRule
 from ml.data.splits import DEFAULT_FRACTIONS, patient_split
 from ml.data.store import DatasetInfo, DatasetWriter, LabelValue
 from ml.progress import ProgressFn, StopFn, Stopped, never_stop, no_progress
 
-__all__ = ["PrepareResult", "prepare_dataset"]
+__all__ = ["PrepareResult", "prepare_dataset", "progress_line"]
 
 _MEDMNIST_SPLITS = ("train", "val", "test")
 _ERRORS_SHOWN = 5
@@ -56,6 +61,15 @@ class PrepareResult:
     errors: list[str]
     n_read: int  # records listed by the format reader (decoded or not)
     n_failed: int  # records that could not be decoded
+    n_own_patients: int = 0  # stored images without a patient id, each its own patient
+    notes: tuple[str, ...] = ()  # report lines that are not problems
+    summary: str = ""  # the last progress message: counts that match `errors`
+
+
+def progress_line(done: int, total: int, imported: int, problems: int) -> str:
+    """The import's progress message; `problems` counts every line the report will list (so
+    far), listing errors included, so the bar and the report never disagree."""
+    return f"{done}/{total} images read, {imported} imported, {problems} problem(s)"
 
 
 def prepare_dataset(
@@ -121,6 +135,7 @@ def prepare_dataset(
     split_rows: list[tuple[str, str, tuple[LabelValue | None, ...]]] = []
     official: dict[str, str] = {}
     n_failed = 0
+    n_own = 0
     total = len(records)
     try:
         for done, record in enumerate(records, start=1):
@@ -137,16 +152,18 @@ def prepare_dataset(
             except (ImageDecodeError, OSError) as exc:
                 n_failed += 1
                 reason = exc.reason if isinstance(exc, ImageDecodeError) else str(exc)
-                errors.append(f"{_label(record, root)}: {reason}")
-                progress(done, total, f"{done}/{total} images ({n_failed} failed)")
+                where = f"{record.where}: " if record.where else ""
+                errors.append(f"{where}{_label(record, root)}: {reason}")
+                progress(done, total, progress_line(done, total, len(split_rows), len(errors)))
                 continue
             labels = _store_labels(record.labels)
             pkey = patient_key(record.patient_id, salt)
             writer.add(key, pkey, labels, digest, pixels)
             split_rows.append((key, pkey, tuple(labels.get(n) for n in label_names)))
+            n_own += record.own_patient
             if key_fmt == "medmnist":
                 official[key] = _official_split(record)
-            progress(done, total, f"{done}/{total} images ({n_failed} failed)")
+            progress(done, total, progress_line(done, total, len(split_rows), len(errors)))
     finally:
         npz.close()
     if not split_rows:
@@ -154,7 +171,16 @@ def prepare_dataset(
     splits = official if key_fmt == "medmnist" else patient_split(split_rows, fractions, seed)
     info = writer.finish(splits)
     errors = mask_patient_ids(errors, records, salt)
-    return PrepareResult(info=info, errors=errors, n_read=total, n_failed=n_failed)
+    note = own_patients_line(n_own)
+    return PrepareResult(
+        info=info,
+        errors=errors,
+        n_read=total,
+        n_failed=n_failed,
+        n_own_patients=n_own,
+        notes=(note,) if note else (),
+        summary=progress_line(total, total, len(split_rows), len(errors)),
+    )
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9_.^-]+")
@@ -172,7 +198,12 @@ def mask_patient_ids(lines: list[str], records: list[Record], salt: str) -> list
     masked: dict[str, str] = {}
     for record in records:
         pid = record.patient_id
-        if not pid or (record.path is not None and pid == record.path.stem) or pid in masked:
+        if (
+            not pid
+            or record.own_patient
+            or (record.path is not None and pid == record.path.stem)
+            or pid in masked
+        ):
             continue
         masked[pid] = f"patient-{patient_key(pid, salt)[:10]}"
     if not masked:

@@ -2,36 +2,20 @@
 
 Rows are read from the store's memmap on demand (a 200k-image dataset at 256 px does not fit
 in memory on every machine), sampled with a caller-owned `torch.Generator` so a run's data
-order is part of its checkpointed random state. A class is a unique label combination of the
-chosen split, numbered by frequency (most frequent first, ties by name) so class 0 is the
-same in every run on the same data.
+order is part of its checkpointed random state. Classes are numbered by `ml.data.classes`.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ml.data.store import LabelValue, PreparedDataset, open_dataset
+from ml.data.classes import class_name, split_classes
+from ml.data.store import PreparedDataset, open_dataset
 
 __all__ = ["TrainingImages", "class_name"]
-
-
-def class_name(label_names: Sequence[str], combo: tuple[LabelValue | None, ...]) -> str:
-    """'pneumonia', 'Edema + Effusion', 'none positive': the names shown on grids and sets."""
-    positive = [n for n, v in zip(label_names, combo, strict=True) if v == 1]
-    return " + ".join(positive) if positive else "none positive"
-
-
-@dataclass(frozen=True)
-class _Classes:
-    combos: tuple[tuple[LabelValue | None, ...], ...]
-    names: tuple[str, ...]
 
 
 class TrainingImages:
@@ -43,16 +27,9 @@ class TrainingImages:
         self.store = root if isinstance(root, PreparedDataset) else open_dataset(root)
         self.resolution = resolution
         self.split = split
-        self.rows = self.store.indices(split) if split else np.arange(len(self.store))
-        if self.rows.size == 0:
-            raise ValueError(f"the dataset has no {split!r} images")
-        combos = [self.store.label_tuple(self.store.entries[i]) for i in self.rows]
-        counts = Counter(combos)
-        names = self.store.info.label_names
-        ordered = sorted(counts, key=lambda c: (-counts[c], class_name(names, c), repr(c)))
-        self.classes = _Classes(tuple(ordered), tuple(class_name(names, c) for c in ordered))
-        index = {c: i for i, c in enumerate(ordered)}
-        self.labels = torch.as_tensor([index[c] for c in combos], dtype=torch.long)
+        self.classes = split_classes(self.store, split)
+        self.rows = self.classes.rows
+        self.labels = torch.as_tensor(self.classes.labels, dtype=torch.long)
         self._images = self.store.images(resolution)
         self._scale = 2.0 / self.store.max_code
 

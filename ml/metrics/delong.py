@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import norm, rankdata
 
 __all__ = ["DelongComparison", "delong_roc_variance", "delong_test"]
 
@@ -100,6 +99,9 @@ def _components(
     positive: NDArray[np.bool_], scores: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """AUCs (k,), V10 (k, m) and V01 (k, n) for the k score rows, by Sun & Xu's mid-ranks."""
+    # scipy loads on the first comparison, not with the dashboard module that imports this one.
+    from scipy.stats import rankdata
+
     x = scores[:, positive]  # (k, m)
     y = scores[:, ~positive]  # (k, n)
     m, n = x.shape[1], y.shape[1]
@@ -163,6 +165,8 @@ def delong_test(
         variance = 0.0
     se = math.sqrt(variance)
     if se > 0.0:
+        from scipy.stats import norm
+
         z = difference / se
         p_value = float(2.0 * norm.sf(abs(z)))
         half = float(norm.ppf(0.5 + confidence / 2.0)) * se

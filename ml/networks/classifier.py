@@ -20,9 +20,8 @@ from monai.networks.nets import DenseNet, DenseNet121, EfficientNetBN
 from monai.networks.nets.efficientnet import EfficientNet
 from torch import nn
 
-ARCHS = ("densenet121", "efficientnet-b0", "tiny-densenet")
-# Smallest input each network accepts: DenseNet-121 and EfficientNet-B0 downsample by 32.
-MIN_RESOLUTION = {"densenet121": 32, "efficientnet-b0": 32, "tiny-densenet": 8}
+from ml.networks.classifier_archs import ARCHS, MIN_RESOLUTION
+
 # ReLU not in place: an in-place op on a hooked activation breaks Grad-CAM's backward hooks.
 _ACT = ("relu", {"inplace": False})
 

@@ -42,12 +42,14 @@ import torch.nn.functional as F
 
 from ml.data.store import Entry, PreparedDataset, open_dataset
 from ml.data.training_images import TrainingImages
+from ml.devices import resolve_device
 from ml.metrics.auc import label_aucs, macro_auc, roc_curves
-from ml.networks.classifier import ARCHS, MIN_RESOLUTION, build_classifier, feature_module
+from ml.networks.classifier import build_classifier, feature_module
 from ml.progress import ProgressFn, StopFn, Stopped, never_stop, no_progress
 from ml.training import checkpoint as ckpt
+from ml.training.classifier_config import ClassifierConfig
+from ml.training.run_log import stop_before_write
 
-TASKS = ("auto", "multilabel", "multiclass")
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 METRICS = "metrics.jsonl"
@@ -73,62 +75,6 @@ __all__ = [
     "predict",
     "train_classifier",
 ]
-
-
-def _positive_int(name: str, value: object, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-
-
-@dataclass
-class ClassifierConfig:
-    arch: str = "densenet121"
-    resolution: int = 64
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    # Small random rotation, shift and zoom. No flips: a chest radiograph is not left-right
-    # symmetric (heart, lateralised findings), and upside-down images never occur.
-    augment: bool = True
-    balanced: bool = False  # sample each label combination equally often
-    task: str = "auto"
-    patience: int = 0  # epochs without a better val macro AUC before stopping; 0 = off
-    seed: int = 0
-    device: str = "cpu"  # "auto": CUDA when available
-
-    def __post_init__(self) -> None:
-        self.check()
-
-    def check(self) -> None:
-        """Raise ValueError with a message fit for a user when a field is out of range."""
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-        _positive_int("resolution", self.resolution)
-        if self.resolution < MIN_RESOLUTION[self.arch]:
-            raise ValueError(
-                f"{self.arch} needs images of at least {MIN_RESOLUTION[self.arch]} px, "
-                f"got resolution {self.resolution}"
-            )
-        _positive_int("epochs", self.epochs)
-        # Batch normalisation needs two images per batch to estimate its statistics.
-        _positive_int("batch_size", self.batch_size, 2)
-        _positive_int("patience", self.patience, 0)
-        _positive_int("seed", self.seed, 0)
-        for name in ("lr", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name} must be a number, got {value!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        for name in ("augment", "balanced"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        _device(self.device)
 
 
 @dataclass(frozen=True)
@@ -323,15 +269,6 @@ def _steps_per_epoch(n: int, batch_size: int) -> int:
 # --- training ------------------------------------------------------------------------------
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device {name!r} is not a torch device: {exc}") from None
-
-
 def _augment(images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """Random rotation, shift and zoom per image; the border uncovered is filled black (-1)."""
     b = images.shape[0]
@@ -437,7 +374,7 @@ class _Run:
         self, config: ClassifierConfig, in_channels: int, names: Sequence[str], task: str
     ) -> None:
         self.config = config
-        self.device = _device(config.device)
+        self.device = resolve_device(config.device)
         self.task = task
         torch.manual_seed(config.seed)  # identical initial weights for a seed
         self.model = build_classifier(config.arch, in_channels, len(names)).to(self.device)
@@ -659,7 +596,10 @@ def _train(
             "seconds": round(time.perf_counter() - started, 3),
         }
         # Log first, checkpoint last: a kill in between repeats this epoch on resume, and
-        # the resumed run drops the record before logging it again.
+        # the resumed run drops the record before logging it again. A job attempt that lost
+        # its job meanwhile writes neither.
+        if stop_before_write(should_stop):
+            raise Stopped(f"stopped after epoch {epoch - 1}")
         _append_metrics(out / METRICS, record)
         ckpt.save_atomic(run.checkpoint(fingerprint), out / CHECKPOINT)
         progress(epoch * steps, total, _epoch_message(epoch, config.epochs, loss, val))
@@ -768,4 +708,4 @@ def load_classifier(
     meta = saved["metadata"]
     model = build_classifier(meta["arch"], meta["in_channels"], len(meta["label_names"]))
     model.load_state_dict(saved["model"])
-    return model.to(_device(str(device))).eval(), meta
+    return model.to(resolve_device(str(device))).eval(), meta

@@ -321,10 +321,12 @@ def train_cyclegan(
         seconds = time.perf_counter() - tick_start
         means = {k: v / steps for k, v in sums.items()}
         record = run_log.tick_record(run.tick, run.nimg, tick_nimg, seconds, means)
+        if run_log.stop_before_write(should_stop):  # a lost job must not log one more line
+            raise Stopped(f"stopped at {run.nimg / 1000:.3f} kimg")
         run_log.append(metrics_log, record)
         progress(run.nimg, total, _tick_message(record))
         if run.tick % config.snapshot_ticks == 0 or done:
-            _snapshot(run, out, eval_a, eval_b, hashes, list(data_a.class_names))
+            _snapshot(run, out, eval_a, eval_b, hashes, list(data_a.class_names), should_stop)
         tick_start, tick_nimg, sums, steps = time.perf_counter(), run.nimg, {}, 0
     elapsed = time.perf_counter() - started
     return CycleGanResult(
@@ -365,6 +367,7 @@ def _snapshot(
     eval_b: torch.Tensor,
     hashes: tuple[str, str],
     class_names: list[str],
+    should_stop: StopFn = never_stop,
 ) -> None:
     run.snapshot += 1
     n = min(run.config.grid_images, len(eval_a), len(eval_b))
@@ -372,6 +375,8 @@ def _snapshot(
     fake_b, rec_a = _round_trip(run.nets.g_ab, run.nets.g_ba, real_a, run.device)
     fake_a, rec_b = _round_trip(run.nets.g_ba, run.nets.g_ab, real_b, run.device)
     rows = [real_a, fake_b, rec_a, real_b, fake_a, rec_b]
+    if run_log.stop_before_write(should_stop):
+        raise Stopped(f"stopped at {run.nimg / 1000:.3f} kimg")
     grid = save_grid(torch.cat(rows), len(rows), out / "grids" / f"grid-{run.snapshot:04d}.png")
     run.last_cycle = _cycle_metrics(run.nets, eval_a, eval_b, run.device)
     record = {"snapshot": run.snapshot, "kimg": round(run.nimg / 1000.0, 6), "grid": grid.name}

@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,67 +45,13 @@ from ml.training import privacy, run_log
 from ml.training.augment import AdaptiveAugment, diff_augment
 from ml.training.early_stopping import FidPatience
 from ml.training.ema import ema_beta, make_ema, update_ema
+from ml.training.gan_config import BEST, CHECKPOINT, GanConfig
 from ml.training.gan_losses import discriminator_loss, generator_loss
 from ml.training.grid import save_grid
 from ml.training.snapshot_fid import SnapshotFid
 
-AUGMENTS = ("none", "diffaugment", "ada")
-CHECKPOINT = "checkpoint.pt"
-BEST = "best.pt"
 GRID_PER_CLASS = 8
 EMA_RAMPUP = 0.05
-
-
-@dataclass
-class GanConfig:
-    arch: str = "dcgan"
-    resolution: int = 32
-    batch_size: int = 32
-    kimg: float = 2.0
-    tick_kimg: float = 0.5
-    snapshot_ticks: int = 2
-    seed: int = 0
-    ema_kimg: float | None = 1.0  # EMA half-life; None disables the average generator
-    augment: str = "none"
-    ada_target: float = 0.6
-    ada_kimg: float = 100.0  # ADA: images (k) for p to go 0 -> 1 at full speed
-    mirror: bool = True  # x-flip real images: chest X-rays are roughly symmetric in texture
-    fid_features: str | None = None  # "inception", a TorchScript path, or None for no FID
-    fid_images: int = 1000
-    fid_patience: int = 0  # snapshots without FID improvement before stopping; 0 = never
-    split: str = "train"
-    device: str = "cpu"
-    # bfloat16 autocast: fast on CUDA GPUs and on CPUs with AVX512-BF16 / AMX, emulated (slow)
-    # on others, so it is opt-in.
-    amp: bool = False
-    # NHWC memory format: oneDNN's and cuDNN's fast convolution layout (+15% on this CPU).
-    channels_last: bool = True
-    arch_options: dict[str, Any] = field(default_factory=dict)
-    # DP-SGD on the discriminator (ml.training.privacy): noise sigma (None = not private),
-    # per-sample clipping norm C, and delta (None: min(1e-5, n_train^-1.1)).
-    dp_noise_multiplier: float | None = None
-    dp_max_grad_norm: float = 1.0
-    dp_delta: float | None = None
-    # Seed 001's domain-classifier loss: a frozen classifier trained on the real data (a
-    # TorchScript file mapping images in [-1, 1] to logits over this run's classes, in
-    # `class_names` order) scores each fake against its requested class; the cross-entropy,
-    # weighted by `domain_lambda`, is added to the generator's loss.
-    domain_classifier: str | None = None
-    domain_lambda: float = 0.0
-
-    def check(self) -> None:
-        if self.augment not in AUGMENTS:
-            raise ValueError(f"augment must be one of {AUGMENTS}, got {self.augment!r}")
-        if self.batch_size < 1 or self.kimg <= 0 or self.tick_kimg <= 0:
-            raise ValueError("batch_size, kimg and tick_kimg must be positive")
-        if self.snapshot_ticks < 1:
-            raise ValueError("snapshot_ticks must be >= 1")
-        if self.fid_patience and not self.fid_features:
-            raise ValueError("fid_patience needs fid_features (early stopping is on FID)")
-        if self.dp_noise_multiplier is not None:
-            privacy.check_config(self)
-        if self.domain_lambda < 0 or (self.domain_lambda > 0) != bool(self.domain_classifier):
-            raise ValueError("domain_lambda > 0 and domain_classifier go together")
 
 
 @dataclass
@@ -383,6 +329,8 @@ def train_gan(
         dataset_hash = data.store.info.content_hash
         run = _Run(data, config, device, dist)
         logs = (out / "metrics.jsonl", out / "snapshots.jsonl") if main else ()
+        if _stop_before_write(should_stop, dist):  # resuming rewrites the logs
+            raise Stopped("stopped before the run started")
         if resume:
             state = ckpt.load(out / CHECKPOINT, device)
             if state["dataset_hash"] != dataset_hash or not _same_config(state["config"], config):
@@ -428,11 +376,15 @@ def train_gan(
                 record["augment_p"] = round(run.ada.p, 6)
             if run.dp is not None:
                 record["epsilon"] = run.dp.epsilon()
+            if _stop_before_write(should_stop, dist):
+                raise Stopped(f"stopped at {run.nimg / 1000:.2f} kimg")
             if main:
                 run_log.append(out / "metrics.jsonl", record)
                 progress(run.nimg, total, _tick_message(record))
             if run.tick % config.snapshot_ticks == 0 or done:
-                stopped_early = _snapshot(run, data, out, fid, grid_z, grid_labels, dataset_hash)
+                stopped_early = _snapshot(
+                    run, data, out, fid, grid_z, grid_labels, dataset_hash, should_stop
+                )
             tick_start, tick_nimg, sums, steps = time.perf_counter(), run.nimg, {}, 0
         elapsed = time.perf_counter() - started
         return GanResult(
@@ -449,6 +401,11 @@ def train_gan(
             epsilon=run.dp.epsilon() if run.dp is not None else None,
             delta=run.dp.delta if run.dp is not None else None,
         )
+
+
+def _stop_before_write(should_stop: StopFn, dist: ddp.Dist) -> bool:
+    """Rank 0's unthrottled answer on every rank, right before rank 0 writes to the run."""
+    return bool(ddp.broadcast(run_log.stop_before_write(should_stop) if dist.main else False, dist))
 
 
 def _same_config(saved: dict[str, Any], config: GanConfig) -> bool:
@@ -474,19 +431,21 @@ def _snapshot(
     grid_z: torch.Tensor,
     grid_labels: torch.Tensor,
     dataset_hash: str,
+    should_stop: StopFn = never_stop,
 ) -> bool:
     """Grid, FID and checkpoint on rank 0; every rank returns rank 0's early-stop decision."""
     run.snapshot += 1
     kimg = run.nimg / 1000.0
     state = run.state(data, dataset_hash)  # a collective: every rank takes part
     stop = improved = False
-    if run.dist.main:
+    record: dict[str, Any] = {}
+    images = None
+    if run.dist.main:  # sample and score first, write nothing yet
         sampler = run.sampler()  # a plain module: a DDP forward on one rank would hang
         with torch.no_grad():
             images = sampler(grid_z, grid_labels)
-        grid = save_grid(images, data.n_classes, out / "grids" / f"grid-{run.snapshot:04d}.png")
-        record: dict[str, Any] = {"snapshot": run.snapshot, "kimg": round(kimg, 6)}
-        record["grid"] = grid.name
+        record = {"snapshot": run.snapshot, "kimg": round(kimg, 6)}
+        record["grid"] = f"grid-{run.snapshot:04d}.png"
         if fid is not None:
             value = fid.compute(sampler, run.models.z_dim, data)
             record["fid"] = round(value, 4)
@@ -497,6 +456,11 @@ def _snapshot(
         if run.dp is not None:
             record["epsilon"], record["delta"] = run.dp.epsilon(), run.dp.delta
             improved = False  # choosing by FID against the training images is not private
+    # FID may have taken a while: ask right before the writes (every rank leaves together).
+    if _stop_before_write(should_stop, run.dist):
+        raise Stopped(f"stopped at {kimg:.2f} kimg")
+    if run.dist.main:
+        save_grid(images, data.n_classes, out / "grids" / record["grid"])
         # Log first, checkpoint last: a kill in between resumes from the previous checkpoint,
         # which drops this record and logs the snapshot again, so the log never has a gap.
         run_log.append(out / "snapshots.jsonl", record)

@@ -81,18 +81,6 @@ def default_delta(n_train: int) -> float:
     return min(DELTA_CAP, float(n_train) ** -DELTA_EXPONENT)
 
 
-def check_config(config: Any) -> None:
-    """Refuse options that would steer a private run with un-noised real-data statistics."""
-    if config.dp_noise_multiplier <= 0 or config.dp_max_grad_norm <= 0:
-        raise ValueError("dp_noise_multiplier and dp_max_grad_norm must be positive")
-    if config.dp_delta is not None and not 0 < config.dp_delta < 1:
-        raise ValueError("dp_delta must be in (0, 1)")
-    if config.augment == "ada":
-        raise ValueError("ADA tunes p from D's outputs on real images, which is not private")
-    if config.fid_patience:
-        raise ValueError("FID early stopping selects on the training images: not private")
-
-
 def real_term(models: GanModels, out: DiscriminatorOutput, labels: torch.Tensor) -> torch.Tensor:
     """The part of D's loss that reads real images (mean over the batch)."""
     r = out.logits

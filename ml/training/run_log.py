@@ -12,6 +12,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ml.progress import StopFn
+
+
+def stop_before_write(should_stop: StopFn) -> bool:
+    """`should_stop`, asked right before a checkpoint or a log line is written.
+
+    A host whose `should_stop` is throttled (one database read per interval) offers an
+    unthrottled `should_stop.now()`: a job attempt that has just lost its job to another one
+    must stop before it writes one more line into the run folder they share.
+    """
+    now = getattr(should_stop, "now", None)
+    return bool(now()) if callable(now) else bool(should_stop())
+
 
 def truncate_after(path: Path, kimg: float) -> None:
     """Drop the records logged after `kimg` thousand images (the checkpoint resumed from)."""

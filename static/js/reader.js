@@ -1,12 +1,16 @@
 // The reading page: keyboard answers, zoom and pan, window/level, and the reading time.
 // Loaded with <script defer>; the CSP forbids inline code. Everything is bound to
 // #reading-panel, which htmx replaces after every answer, so binding happens again on htmx:load.
+// An answer whose request fails in transit or gets 500/502/503/504 is sent again with backoff
+// (the server stores an identical resubmit once), showing "Saving…" until it is in.
 (() => {
   "use strict";
 
   const ANSWER_KEYS = { r: "real", f: "fake", u: "uncertain" };
   const MAX_SCALE = 8;
   const IDENTITY = { level: 127.5, width: 255 }; // lo = 0, hi = 255: pixels unchanged
+  const RETRY_STATUS = new Set([500, 502, 503, 504]);
+  const MAX_RETRIES = 6; // about 25 s of backoff in all, then the reader decides
   let st = null; // the panel now shown and its viewer state
 
   const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
@@ -24,6 +28,7 @@
     if (!panel || panel.dataset.bound) return;
     panel.dataset.bound = "true";
     if (st && st.timer) clearTimeout(st.timer);
+    if (st && st.retryTimer) clearTimeout(st.retryTimer);
     st = null;
     if (panel.dataset.state !== "reading") return;
     const q = (sel) => panel.querySelector(sel);
@@ -32,6 +37,7 @@
       img: q("#reading-image"), canvas: q("#wl-canvas"), readout: q("#wl-readout"),
       range: q("#confidence"), scale: 1, tx: 0, ty: 0, ...IDENTITY, source: null, ctx: null,
       loadedAt: null, timer: null, drag: null, pending: false,
+      saving: false, tries: 0, retryTimer: null, retrying: false,
     };
     st = s;
     // Reading time starts when the pixels are there, not when the request was sent.
@@ -83,6 +89,7 @@
   }
 
   function choose(s, name, value) {
+    if (s.saving) return; // the answer being saved must stay the one sent again
     const input = s.form.querySelector(`input[name="${name}"][value="${value}"]`);
     if (input) { input.checked = true; updateReason(s, true); }
   }
@@ -107,6 +114,43 @@
   }
 
   const showError = (s, message) => { s.panel.querySelector("#answer-error").textContent = message; };
+
+  // text null: not saving. While saving, the form is locked (read-only, not disabled: disabled
+  // fields are not sent) so that a retry sends exactly what the reader submitted.
+  function setSaving(s, text) {
+    const box = s.panel.querySelector("#save-state");
+    s.saving = text !== null;
+    s.form.classList.toggle("saving", s.saving);
+    s.form.setAttribute("aria-busy", String(s.saving));
+    const reason = s.form.querySelector("textarea");
+    if (reason) reason.readOnly = s.saving;
+    box.hidden = !s.saving;
+    box.textContent = text || "";
+  }
+
+  function retryDelayMs(tries, retryAfter) {
+    const base = Math.min(8000, 500 * 2 ** tries);
+    const asked = Math.min(10, Number(retryAfter) || 0) * 1000;
+    // Jitter: readers whose answers failed together must not all come back in the same instant.
+    return Math.max(base, asked) * (0.75 + Math.random() * 0.5);
+  }
+
+  function retryOrGiveUp(s, why, retryAfter) {
+    if (s.tries >= MAX_RETRIES) {
+      setSaving(s, null);
+      showError(s, `Your answer was not saved: ${why}. It is still selected; press Enter to try again.`);
+      return;
+    }
+    const delay = retryDelayMs(s.tries, retryAfter);
+    s.tries += 1;
+    setSaving(s, `Saving… ${why}; trying again in ${Math.ceil(delay / 1000)} s.`);
+    s.retryTimer = setTimeout(() => {
+      s.retryTimer = null;
+      if (!s.panel.isConnected) return;
+      s.retrying = true;
+      s.form.requestSubmit();
+    }, delay);
+  }
 
   // Viewer: zoom and pan are a CSS transform on the stage; window/level redraws a canvas copy.
   function apply(s) {
@@ -216,6 +260,7 @@
     const typing = t.matches && t.matches("textarea, input[type=text]");
     if (e.key === "Enter") {
       if (typing && !e.ctrlKey) return; // a new line in the reason
+      if (s.saving) { e.preventDefault(); return; } // already on its way
       if (t.matches && t.matches("button, a, summary")) return; // their own activation
       e.preventDefault(); // no implicit submission on top of ours
       s.form.requestSubmit(); // validation and htmx both see a normal submit
@@ -260,7 +305,18 @@
       return;
     }
     if (s.loadedAt !== null) s.form.querySelector("#duration-ms").value = Math.round(performance.now() - s.loadedAt);
+    // The reader pressing Submit again starts a fresh series of tries; a scheduled retry does not.
+    if (s.retryTimer) { clearTimeout(s.retryTimer); s.retryTimer = null; }
+    if (!s.retrying) s.tries = 0;
+    s.retrying = false;
   }, true);
+
+  document.addEventListener("htmx:beforeRequest", (e) => {
+    const s = st;
+    if (!s || e.detail.elt !== s.form) return;
+    showError(s, "");
+    setSaving(s, "Saving…");
+  });
 
   // Our 4xx answers carry HX-Retarget to the error slot and are meant to be shown; any other
   // failure (expired form token, server error) gets its message pulled out of the error page.
@@ -275,6 +331,12 @@
       return;
     }
     e.detail.isError = false;
+    if (RETRY_STATUS.has(xhr.status)) {
+      e.detail.shouldSwap = false;
+      retryOrGiveUp(s, `the server is busy (error ${xhr.status})`, xhr.getResponseHeader("Retry-After"));
+      return;
+    }
+    setSaving(s, null);
     if (xhr.status < 500 && xhr.getResponseHeader("HX-Retarget")) {
       e.detail.shouldSwap = true;
       return;
@@ -284,9 +346,11 @@
     const found = page.querySelector(".error-message");
     showError(s, (found && found.textContent.trim()) || `Your answer was not saved (error ${xhr.status}). Reload the page and try again.`);
   });
-  document.addEventListener("htmx:sendError", () => {
-    if (st) showError(st, "Could not reach the server: your answer was not saved. Press Enter to try again.");
-  });
+  const unreachable = (e) => {
+    if (st && e.detail.elt === st.form) retryOrGiveUp(st, "the server could not be reached");
+  };
+  document.addEventListener("htmx:sendError", unreachable);
+  document.addEventListener("htmx:timeout", unreachable);
 
   document.addEventListener("htmx:load", (e) => bindFrom(e.target));
   if (document.readyState === "loading") {

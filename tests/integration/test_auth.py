@@ -272,3 +272,44 @@ def test_resolving_the_principal_leaves_no_transaction_open(web: WebClient) -> N
         principal = optional_principal(Request(scope), db)
         assert principal is not None and principal.user.username == "alice"
         assert not db.in_transaction()
+
+
+def test_old_parameter_hashes_sign_in_and_are_rehashed(web: WebClient) -> None:
+    from argon2 import PasswordHasher
+    from argon2.profiles import RFC_9106_LOW_MEMORY
+
+    from app.auth import passwords
+
+    old = PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY).hash("alice-password")
+    with session_scope() as db:
+        db.execute(update(User).where(User.username == "alice").values(password_hash=old))
+    assert web.login("alice", "alice-password").status_code == 303
+    with session_scope() as db:
+        stored = db.scalar(select(User.password_hash).where(User.username == "alice"))
+    assert stored != old and passwords.check_password("alice-password", stored) == (
+        passwords.Verdict(True, False)
+    )
+
+
+def test_password_changed_during_the_check_refuses_the_sign_in(web: WebClient) -> None:
+    # The check runs outside any transaction; what it checked must still be the password
+    # when the session is created.
+    from app.auth import service
+    from app.auth.passwords import hash_password
+
+    with session_scope() as db:
+        candidate = service.find_candidate(db, "alice")
+    assert candidate.user_id is not None
+    with session_scope() as db:
+        db.execute(
+            update(User)
+            .where(User.id == candidate.user_id)
+            .values(password_hash=hash_password("changed-password"))
+        )
+    with session_scope() as db, pytest.raises(service.AuthError) as refused:
+        service.complete_sign_in(db, candidate, hours=1)
+    assert refused.value.status_code == 401
+    assert _count(WebSession) == 0
+    with session_scope() as db:
+        token = service.complete_sign_in(db, service.find_candidate(db, "alice"), hours=1)
+    assert token and _count(WebSession) == 1

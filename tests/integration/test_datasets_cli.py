@@ -17,11 +17,14 @@ from dataset_fixtures import (
     FINDINGS,
     SUBTYPES,
     Chexpert,
+    DicomEncodings,
     Folder,
     MedMnist,
     Rsna,
+    sha256_file,
     write_chexpert,
     write_chexpert_missing_columns,
+    write_dicom_encodings,
     write_fake_png,
     write_folder,
     write_medmnist,
@@ -36,8 +39,8 @@ from ml.data.store import PreparedDataset, open_dataset
 
 INFO_KEYS = {
     "id", "name", "status", "format", "parent", "description", "n_images", "n_patients",
-    "n_failed", "labels", "splits", "resolutions", "content_hash", "options", "errors", "error",
-    "path",
+    "n_failed", "n_own_patients", "labels", "splits", "resolutions", "content_hash", "options",
+    "summary", "notes", "errors", "error", "path",
 }  # fmt: skip
 
 
@@ -213,9 +216,14 @@ def test_rsna_ct_window_is_applied_and_clips(cli_env: Env, sources: Path) -> Non
     assert (brain["n_images"], brain["n_patients"], brain["n_failed"]) == (8, 4, 2)
     assert brain["labels"] == list(SUBTYPES)
     truncated, nopixels = (f"stage_2_train/{image_id}.dcm" for image_id in data.broken)
+    # Each broken image's first CSV row follows the good images' six rows each (header: line 1).
+    first = 2 + len(SUBTYPES) * data.n_images
     assert len(brain["errors"]) == 2
-    assert brain["errors"][0].startswith(f"{truncated}: ") and "truncated" in brain["errors"][0]
-    assert brain["errors"][1].startswith(f"{nopixels}: ") and "no pixel data" in brain["errors"][1]
+    assert brain["errors"][0].startswith(f"stage_2_train.csv line {first}: {truncated}: ")
+    assert "truncated" in brain["errors"][0]
+    assert brain["errors"][1].startswith(f"stage_2_train.csv line {first + 6}: {nopixels}: ")
+    assert "no pixel data" in brain["errors"][1]
+    assert brain["notes"] == [] and brain["n_own_patients"] == 0  # every header has a patient
 
     by_sha = data.by_sha256()
     stores = {"brain": open_dataset(brain["path"]), "bone": open_dataset(bone["path"])}
@@ -240,6 +248,47 @@ def test_rsna_ct_window_is_applied_and_clips(cli_env: Env, sources: Path) -> Non
     assert brain["content_hash"] != bone["content_hash"]
     _assert_no_raw_ids(brain, [*data.patients, "1CT1"])
     _assert_no_raw_ids(bone, data.patients)
+
+
+# ---------------------------------------------------------------- DICOM + CSV
+
+
+def test_dicom_csv_keeps_every_readable_image_and_reports_honest_counts(
+    cli_env: Env, tmp_path: Path
+) -> None:
+    """The issue's held-out folder: eight encodings, one without a PatientID, plus a truncated
+    file and a non-DICOM file."""
+    data: DicomEncodings = write_dicom_encodings(tmp_path / "held-out")
+    done = run_cli(cli_env, "dataset", "import", str(data.root), "--format", "dicom-csv",
+                   "--name", "held-out DICOMs", "--resolutions", "16")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    info = _info(cli_env, "held-out DICOMs")
+    assert (info["n_images"], len(info["errors"])) == (8, 2)
+    assert info["n_own_patients"] == len(data.without_patient) == 1
+    # 1CT1, 4MR1 and 8NM1 from the headers, and the deflated image on its own.
+    assert info["n_patients"] == len(data.patients) + 1 == 4
+    assert info["notes"] == [
+        "1 image had no PatientID and was treated as a separate patient; "
+        "a patient_id column in the CSV would group them by patient"
+    ]
+    for image_id, line in data.broken.items():
+        [error] = [e for e in info["errors"] if f"{image_id}.dcm: " in e]
+        assert error.startswith(f"labels.csv line {line}: "), error
+    assert "truncated" in next(e for e in info["errors"] if "truncated.dcm" in e)
+
+    # The bar's last line (stderr) is the report's summary, and counts the report's lines.
+    assert info["summary"] == "9/9 images read, 8 imported, 2 problem(s)"
+    assert info["summary"] in done.stderr and "(1 failed)" not in done.stderr
+    assert f"  {info['summary']}:" in done.stdout and info["notes"][0] in done.stdout
+
+    store = open_dataset(info["path"])
+    by_sha = {sha256_file(path): image_id for image_id, path in data.files.items()}
+    assert {by_sha[e.source_sha256] for e in store.entries} == set(data.files)
+    patient_of = {by_sha[e.source_sha256]: e.patient_key for e in store.entries}
+    alone = patient_of.pop("deflated")
+    assert alone not in patient_of.values()
+    _assert_patient_disjoint(store)
+    _assert_no_raw_ids(info, data.patients)
 
 
 # ---------------------------------------------------------------- MedMNIST
@@ -298,7 +347,10 @@ def test_folder_import_reports_each_broken_file_and_keeps_the_rest(
 
     text = run_cli(cli_env, "dataset", "info", "CXR folder")
     assert text.returncode == 0
-    assert "3 file(s) not imported:" in text.stdout and "pneumonia/fake.png" in text.stdout
+    assert info["summary"] == "19/19 images read, 16 imported, 3 problem(s)"
+    assert f"{info['summary']}:" in text.stdout and "pneumonia/fake.png" in text.stdout
+    # A folder's patients are its file stems (or patients.csv), never a DICOM header.
+    assert info["notes"] == [] and info["n_own_patients"] == 0
     unknown = run_cli(cli_env, "dataset", "info", "no such dataset", "--json")
     assert unknown.returncode == 1 and unknown.stdout == ""
     assert "No dataset called 'no such dataset'" in unknown.stderr

@@ -34,8 +34,10 @@ def _snapshots(job: Job) -> list[dict]:
 
 
 def test_train_from_the_form_survive_sigkill_then_sample(  # type: ignore[no-untyped-def]
-    stack: Env, server_factory, worker_factory
+    stack: Env, monkeypatch, server_factory, worker_factory
 ) -> None:
+    # The restarted worker takes the job over once its heartbeat is this old (never sooner).
+    monkeypatch.setenv("SYNTHBENCH_HEARTBEAT_TIMEOUT_S", "10")
     owner = make_user("gina", "gina-password-1", "researcher")
     dataset_id = import_cxr(stack, owner)
     server = server_factory(stack)
@@ -68,7 +70,7 @@ def test_train_from_the_form_survive_sigkill_then_sample(  # type: ignore[no-unt
     job_id = int(re.fullmatch(r"/jobs/(\d+)", response.headers["location"]).group(1))
 
     # Kill the worker (its whole process group, SIGKILL: no chance to clean up) once the run
-    # has checkpointed at least twice, then start a worker of the same name.
+    # has checkpointed at least twice, then start another worker.
     wait_for_job(job_id, lambda j: len(_snapshots(j)) >= 2, timeout=180)
     worker.stop(sig=9)
     killed_at = _snapshots(load_job(job_id))[-1]["kimg"]

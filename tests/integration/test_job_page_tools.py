@@ -158,9 +158,14 @@ def test_clone_keeps_paths_type_and_queue_in_bounds(web: WebClient, owner: int) 
     assert "keeps the job" in _post(web, page, other_type, page).text
     bad_queue = {**changed_path, "queue": "tpu", "params": json.dumps(spec.params)}
     assert _post(web, page, bad_queue, page).status_code == 422
+    # A free value passes this rule, then the launch form's own checks (app/jobs/clone_checks.py),
+    # which refuse this made-up job: its dataset does not exist. A clone that passes both is in
+    # tests/integration/test_input_integrity.py.
     longer = {**spec.params, "config": {"kimg": 2}}
-    ok = {"type": "train_gan", "queue": "cpu", "params": json.dumps(longer)}
-    assert _job(_new_id(_post(web, page, ok, page))).params["config"] == {"kimg": 2}
+    free = {"type": "train_gan", "queue": "cpu", "params": json.dumps(longer)}
+    checked = _post(web, page, free, page)
+    assert checked.status_code == 422
+    assert "resolution: The dataset is stored at none px, not 32." in checked.text
 
 
 def test_other_researchers_get_404_and_csrf_is_enforced(web: WebClient, owner: int) -> None:

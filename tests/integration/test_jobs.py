@@ -3,14 +3,13 @@ worker process -> result page, with SQLite + the embedded broker and PostgreSQL 
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import select
-from support import Env, load_job, make_user
+from support import Env, load_job, make_user, wait_for_job, wait_until
 from web_client import WebClient
 
 from app.db import session_scope
@@ -83,13 +82,7 @@ def test_reaper_fails_jobs_whose_heartbeat_stopped(env: Env) -> None:
 
 
 def _wait_finished(job_id: int, timeout: float = 90) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = load_job(job_id)
-        if job.status.finished:
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} still {load_job(job_id).status} after {timeout}s")
+    return wait_for_job(job_id, lambda j: j.status.finished, timeout)
 
 
 def _launch_over_http(server_url: str) -> tuple[WebClient, int]:
@@ -142,10 +135,12 @@ def test_duplicate_delivery_runs_the_job_once(sqlite_env, worker_factory) -> Non
     job = load_job(job_id)
     service.enqueue(job)
     service.enqueue(job)  # at-least-once delivery: the same id may arrive twice
-    worker_factory(sqlite_env)
+    worker = worker_factory(sqlite_env)
     finished = _wait_finished(job_id)
     assert finished.status is JobStatus.succeeded
-    time.sleep(2)  # let the second message be consumed too
+    # The second message consumed too: the worker has handled both deliveries.
+    wait_until(lambda: worker.output().count("succeeded in") == 2, what="the second delivery")
+    assert service.broker_queue_sizes(["cpu"]) == {"cpu": 0}
     assert load_job(job_id).attempts == 1
 
 
@@ -154,8 +149,10 @@ def test_queued_job_waits_for_a_worker_then_runs(sqlite_env, worker_factory) -> 
     with session_scope() as db:
         job = service.submit(db, image_stats_spec("pydicom-samples"), owner_id=None)
         job_id = job.id
-    time.sleep(1)
-    assert load_job(job_id).status is JobStatus.queued  # nothing consumes it yet
+    queue = load_job(job_id).queue
+    # Its message waits in the broker, and nothing consumes it yet.
+    wait_until(lambda: service.broker_queue_sizes([queue]) == {queue: 1}, what="the message")
+    assert load_job(job_id).status is JobStatus.queued
     worker_factory(sqlite_env)
     finished = _wait_finished(job_id)
     assert finished.status is JobStatus.succeeded, finished.error
@@ -171,7 +168,7 @@ def test_submit_with_unreachable_broker_keeps_the_job_until_it_can_be_sent(  # t
 
     # Reading a setting first makes Celery configure itself from settings now: configured
     # later, it would overwrite the broker URL set here with the installation's own.
-    monkeypatch.setattr(celery_app.conf, "broker_connection_timeout", 1)
+    monkeypatch.setitem(celery_app.conf, "broker_connection_timeout", 1)
     point_celery_at("redis://127.0.0.1:1/0")
     with session_scope() as db:
         job = service.submit(db, image_stats_spec("paediatric-cxr"), owner_id=None)
@@ -196,7 +193,7 @@ def test_submit_with_a_misconfigured_broker_fails_the_job_clearly(sqlite_env, mo
 
     from workers.celery_app import celery_app
 
-    monkeypatch.setattr(celery_app.conf, "broker_connection_timeout", 1)  # configure now
+    monkeypatch.setitem(celery_app.conf, "broker_connection_timeout", 1)  # configure now
     point_celery_at("rediss-typo://127.0.0.1:6379/0")  # no broker will ever answer this
     with session_scope() as db:
         job_id = service.submit(db, image_stats_spec("paediatric-cxr"), owner_id=None).id

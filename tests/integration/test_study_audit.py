@@ -3,20 +3,19 @@ study read through the services; it passes, leaves no trace, and fails on plante
 
 from __future__ import annotations
 
-import io
 import json
 
+import numpy as np
 import pytest
-from PIL import Image as PILImage
-from PIL import PngImagePlugin
 from sqlalchemy import func, select, update
 from study_fixtures import BuiltStudy, build_read_study
 from typer.testing import CliRunner, Result
 
 from app.cli import cli
 from app.db import Base, session_scope
-from app.imagesets.storage import blinded_path
+from app.imagesets.storage import display_path
 from app.models import Image, Origin, ScheduleEntry, StudyItem, StudyReader
+from app.studies.blinding_gate import CHANNELS
 
 
 @pytest.fixture
@@ -37,36 +36,22 @@ def _counts() -> dict[str, int]:
         }
 
 
-def _scored_keys(study_id: int) -> dict[Origin, str]:
+def _display_keys(study_id: int, origin: Origin) -> list[str]:
     with session_scope() as db:
-        return {
-            origin: db.scalars(
+        return list(
+            db.scalars(
                 select(Image.key)
                 .join(StudyItem, StudyItem.image_id == Image.id)
-                .where(
-                    StudyItem.study_id == study_id,
-                    StudyItem.practice.is_(False),
-                    Image.origin == origin,
-                )
-                .order_by(Image.id)
-            ).first()
-            for origin in Origin
-        }
+                .where(StudyItem.study_id == study_id, Image.origin == origin)
+            )
+        )
 
 
-def _resave(key: str, **options: object) -> None:
-    """Re-encode a stored image with Pillow: same pixels, another encoder."""
-    path = blinded_path(key)
-    with PILImage.open(path) as im:
-        image = im.copy()
-    size, mode = options.pop("size", None), options.pop("mode", None)
-    if size:
-        image = image.resize(size)  # type: ignore[arg-type]
-    if mode:
-        image = image.convert(mode)  # type: ignore[arg-type]
-    out = io.BytesIO()
-    image.save(out, format="PNG", **options)
-    path.write_bytes(out.getvalue())
+def _replace_rendering(study_id: int, key: str, shape: tuple[int, int]) -> None:
+    """What a second rendering pipeline would leave: another size for one origin."""
+    pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    with display_path(study_id, key).open("wb") as fh:
+        np.save(fh, pixels, allow_pickle=False)
 
 
 def test_audit_passes_and_leaves_no_trace(study: BuiltStudy) -> None:
@@ -77,12 +62,18 @@ def test_audit_passes_and_leaves_no_trace(study: BuiltStudy) -> None:
     assert "passed (48 stored opaque ids checked" in passed.stdout
     as_json = _audit(str(study.study_id), "--json")
     assert as_json.exit_code == 0, as_json.output
-    assert json.loads(as_json.stdout) == {
+    report = json.loads(as_json.stdout)
+    channels = report.pop("channels")
+    assert report == {
         "study": {"id": study.study_id, "name": "CXR realism"},
         "ok": True,
         "stored_opaque_ids": 48,
         "findings": [],
     }
+    # Every non-content channel, fitted against the truth over three throwaway readers.
+    assert [c["channel"] for c in channels] == list(CHANNELS)
+    assert all(c["passed"] and c["walks"] == 3 for c in channels), channels
+    assert "Leakage channels (AUC against the truth" in passed.stdout
     # The walk answered every image as a throwaway reader, all rolled back.
     assert _counts() == before
 
@@ -91,11 +82,10 @@ def test_audit_passes_and_leaves_no_trace(study: BuiltStudy) -> None:
 
 
 def test_audit_fails_on_each_planted_leak(study: BuiltStudy) -> None:
-    keys = _scored_keys(study.study_id)
-    text = PngImagePlugin.PngInfo()
-    text.add_text("Comment", "made by a GAN")
-    _resave(keys[Origin.synthetic], pnginfo=text)  # metadata
-    _resave(keys[Origin.real])  # no metadata, but another encoder's IDAT, zlib and filters
+    # Served bytes are written by the reading route itself (one encoder, no metadata), so the
+    # leaks left to plant are a second rendering (another size for one origin) and ids.
+    for key in _display_keys(study.study_id, Origin.synthetic):
+        _replace_rendering(study.study_id, key, (256, 256))
     with session_scope() as db:  # one reader's ids made sequential, hence guessable
         entries = db.scalars(
             select(ScheduleEntry)
@@ -111,17 +101,21 @@ def test_audit_fails_on_each_planted_leak(study: BuiltStudy) -> None:
     before = _counts()
     failed = _audit(str(study.study_id), "--json")
     assert failed.exit_code == 1, failed.output
-    findings = json.loads(failed.stdout)["findings"]
-    assert any("PNG chunks ['IHDR', 'tEXt', 'IDAT'" in f for f in findings), findings
-    assert any(f.startswith("images differ in PNG encoding") for f in findings), findings
+    report = json.loads(failed.stdout)
+    findings = report["findings"]
+    assert any(f.startswith("images differ in size, bit depth or colour type") for f in findings)
     assert any(f.startswith("stored opaque ids: ids share a") for f in findings), findings
     assert not any("served opaque ids" in f for f in findings)  # fresh ones are still random
+    # The statistical gate sees the same leak from the outside: size and length give it away.
+    leaks = {c["channel"] for c in report["channels"] if not c["passed"]}
+    assert {"byte_length", "dimensions"} <= leaks
+    assert any(f.startswith("leakage channel byte length: AUC 1.000") for f in findings)
     assert _counts() == before
 
-    # A different size or mode is reported as such; the plain listing names each finding.
-    _resave(keys[Origin.synthetic], size=(256, 256), mode="RGB")
+    # The plain listing names each finding and prints the channel table.
     listed = _audit(str(study.study_id))
     assert listed.exit_code == 1
     assert listed.stdout.startswith(f"Study {study.study_id} ('CXR realism'): ")
     assert "- images differ in size, bit depth or colour type: " in listed.stdout
-    assert "(256, 256, 8, 2, 0, 0, 0)" in listed.stdout
+    assert "(256, 256, 8, 0, 0, 0, 0)" in listed.stdout
+    assert "SEPARATES THE SOURCES" in listed.stdout

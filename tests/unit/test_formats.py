@@ -16,6 +16,7 @@ from ml.data.collections import available_collections
 from ml.data.formats import DatasetFetchError, Record, read_dataset
 from ml.data.formats.chexpert import FINDINGS
 from ml.data.formats.medmnist import fetch_medmnist
+from ml.data.formats.patients import own_patient_id
 from ml.data.formats.rsna import SUBTYPES
 
 CXR = available_collections()["paediatric-cxr"]
@@ -182,16 +183,65 @@ def test_rsna_reports_malformed_missing_and_unlisted(tmp_path: Path) -> None:
     assert report.errors[2] == "ID_stray.dcm: not in stage_2_train.csv; skipped"
 
 
-def test_rsna_header_problems_are_per_file(tmp_path: Path) -> None:
+def test_rsna_header_problems_are_per_file_and_a_missing_patient_id_is_kept(
+    tmp_path: Path,
+) -> None:
     root = _rsna(tmp_path)
     (root / "stage_2_train" / "ID_aa02.dcm").write_bytes(b"not a dicom at all")
-    ds = pydicom.dcmread(root / "stage_2_train" / "ID_bb01.dcm")
-    del ds.PatientID
-    ds.save_as(root / "stage_2_train" / "ID_bb01.dcm")
+    _drop_patient_id(root / "stage_2_train" / "ID_bb01.dcm")
     report = read_dataset(root, "rsna")
-    assert [r.path.name for r in report.records if r.path] == ["ID_aa01.dcm"]
-    assert any(e.startswith("ID_aa02.dcm: not a readable DICOM file") for e in report.errors)
-    assert "ID_bb01.dcm: DICOM header has no PatientID" in report.errors
+    by_file = {r.path.name: r for r in report.records if r.path}
+    assert sorted(by_file) == ["ID_aa01.dcm", "ID_bb01.dcm"]
+    # ID_aa02's first row is line 9 (line 5 is the malformed row).
+    assert any(
+        e.startswith("stage_2_train.csv line 9: ID_aa02.dcm: not a readable DICOM file")
+        for e in report.errors
+    )
+    assert not any("PatientID" in e for e in report.errors)
+    alone = by_file["ID_bb01.dcm"]
+    assert alone.own_patient and alone.where == "stage_2_train.csv line 15"
+    assert alone.patient_id == own_patient_id("ID_bb01")
+    assert by_file["ID_aa01.dcm"].patient_id == "P1" and not by_file["ID_aa01.dcm"].own_patient
+
+
+def _drop_patient_id(path: Path, *, empty: bool = False) -> None:
+    """Delete the PatientID element, or leave it present but empty (type 2)."""
+    ds = pydicom.dcmread(path)
+    if empty:
+        ds.PatientID = ""
+    else:
+        del ds.PatientID
+    ds.save_as(path)
+
+
+def _with_patient_column(csv_path: Path, patient_of_row: dict[str, str]) -> None:
+    """Append a patient_id column, filled from `patient_of_row` by the row's first cell."""
+    with csv_path.open(newline="") as fh:
+        header, *rows = list(csv.reader(fh))
+    _write_csv(
+        csv_path, [*header, "patient_id"], [[*r, patient_of_row.get(r[0], "")] for r in rows]
+    )
+
+
+def test_rsna_csv_patient_column_wins_and_must_agree_across_rows(tmp_path: Path) -> None:
+    root = _rsna(tmp_path)
+    _drop_patient_id(root / "stage_2_train" / "ID_bb01.dcm", empty=True)
+    patients = {f"ID_bb01_{s}": "CSV-P9" for s in SUBTYPES}
+    patients["ID_aa02_epidural"] = "CSV-X"  # one image, two patients: cannot be split safely
+    patients["ID_aa02_subdural"] = "CSV-Y"
+    _with_patient_column(root / "stage_2_train.csv", patients)
+    report = read_dataset(root, "rsna")
+    by_file = {r.path.name: r for r in report.records if r.path}
+    assert sorted(by_file) == ["ID_aa01.dcm", "ID_bb01.dcm"]
+    assert (by_file["ID_bb01.dcm"].patient_id, by_file["ID_bb01.dcm"].own_patient) == (
+        "CSV-P9",
+        False,
+    )
+    assert by_file["ID_aa01.dcm"].patient_id == "P1"  # blank cells: the header's PatientID
+    assert "stage_2_train.csv line 9: ID_aa02 has rows naming different patient_id" in (
+        report.errors
+    )
+    assert not any("CSV-X" in e or "CSV-Y" in e for e in report.errors)
 
 
 # ---------------------------------------------------------------- DICOM + CSV
@@ -211,6 +261,48 @@ def test_dicom_csv_finds_files_in_subfolders(tmp_path: Path) -> None:
         "labels.csv line 5: file not found: img4.dcm",
         "labels.csv line 6: img1 is listed twice; kept the first",
     ]
+
+
+def _dicom_csv_without_patients(tmp_path: Path, csv_patients: list[str] | None) -> Path:
+    """img1 (header PA), img2 (PatientID empty), img3 (PatientID deleted), img4 (header PB);
+    with `csv_patients`, a patient_id column holding those values in that order."""
+    for name, patient in (("img1", "PA"), ("img2", "X"), ("img3", "X"), ("img4", "PB")):
+        _dicom_copy(tmp_path / "dicom" / f"{name}.dcm", "MR_small.dcm", patient, generate_uid())
+    _drop_patient_id(tmp_path / "dicom" / "img2.dcm", empty=True)
+    _drop_patient_id(tmp_path / "dicom" / "img3.dcm")
+    rows: list[list[object]] = [[f"img{i}", i % 2] for i in range(1, 5)]
+    header = ["image_id", "label"]
+    if csv_patients is not None:
+        header.append("patient_id")
+        rows = [[*row, patient] for row, patient in zip(rows, csv_patients, strict=True)]
+    _write_csv(tmp_path / "labels.csv", header, rows)
+    return tmp_path
+
+
+def test_dicom_csv_keeps_images_without_patient_id_as_their_own_patients(tmp_path: Path) -> None:
+    report = read_dataset(_dicom_csv_without_patients(tmp_path, None), "dicom-csv")
+    assert report.errors == []
+    by_name = {r.path.name: r for r in report.records if r.path}
+    assert [by_name[f"img{i}.dcm"].own_patient for i in range(1, 5)] == [False, True, True, False]
+    assert by_name["img1.dcm"].patient_id == "PA" and by_name["img4.dcm"].patient_id == "PB"
+    own = {by_name["img2.dcm"].patient_id, by_name["img3.dcm"].patient_id}
+    assert own == {own_patient_id("img2"), own_patient_id("img3")}  # two distinct patients
+    assert [by_name[f"img{i}.dcm"].where for i in range(1, 5)] == [
+        f"labels.csv line {i + 1}" for i in range(1, 5)
+    ]
+
+
+def test_dicom_csv_patient_column_wins_over_the_header(tmp_path: Path) -> None:
+    root = _dicom_csv_without_patients(tmp_path, ["CSV-1", "CSV-2", "", ""])
+    report = read_dataset(root, "dicom-csv")
+    assert report.errors == []
+    got = {r.path.name: (r.patient_id, r.own_patient) for r in report.records if r.path}
+    assert got == {
+        "img1.dcm": ("CSV-1", False),  # the CSV wins over the header's PA
+        "img2.dcm": ("CSV-2", False),  # the CSV fills an empty PatientID
+        "img3.dcm": (own_patient_id("img3"), True),  # blank cell, no PatientID: alone
+        "img4.dcm": ("PB", False),  # blank cell: the header's PatientID
+    }
 
 
 def test_dicom_csv_missing_columns(tmp_path: Path) -> None:

@@ -157,8 +157,10 @@ def test_cancel_stops_within_one_tick(data: Path, tmp_path: Path) -> None:
 
     with pytest.raises(Stopped, match=r"stopped at 0\.02 kimg"):
         train_gan(data, tmp_path, _config(kimg=1.0), should_stop=cancelled_after_first_tick)
-    # Asked before every step, so the run ended right after the tick that logged.
-    assert len(log.read_text().splitlines()) == 1 and len(asked) == 3
+    # Asked before the run, every step and every write (tick line, snapshot), so the run ended
+    # right after the tick that logged, before that tick's snapshot.
+    assert len(log.read_text().splitlines()) == 1 and len(asked) == 5
+    assert not (tmp_path / "snapshots.jsonl").exists()
 
 
 class _SideClassifier(torch.nn.Module):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import io
 import struct
 import zlib
@@ -13,6 +12,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
+from ml.data.collections import available_collections
 from ml.data.dicom import (
     CorruptImageError,
     ImageDecodeError,
@@ -23,10 +23,8 @@ from ml.data.dicom import (
 )
 from ml.data.images import DEFAULT_MAX_PIXELS, load_image, sniff_format
 
-CXR_DIR = Path(
-    str(importlib.resources.files("pneumonia_model_package") / "datasets/pneumonia-data/val")
-)
-CXR_FILES = sorted(CXR_DIR.glob("*.jpeg"))
+# Read as data (ml.data.collections): importing the package would need its TensorFlow stack.
+CXR_FILES = sorted(available_collections()["paediatric-cxr"].files)
 
 
 def dcm(name: str) -> Path:

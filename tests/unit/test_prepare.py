@@ -14,6 +14,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from ml.data.collections import available_collections
+from ml.data.decoded import patient_key
 from ml.data.errors import ImageDecodeError
 from ml.data.formats.chexpert import FINDINGS
 from ml.data.images import load_image
@@ -271,3 +272,80 @@ def test_report_lines_mask_patient_ids_but_not_file_stems() -> None:
     assert masked[0].endswith("/study1/view1.jpg: JPEG file is truncated")
     assert masked[1] == lines[1]
     assert mask_patient_ids(lines, records, "salt") == masked  # stable for one salt
+
+
+# ---------------------------------------------------------------- patients from DICOM headers
+
+
+def _dicom_csv(root: Path, csv_patients: list[str] | None = None) -> Path:
+    """dicom-csv: P1..P3 with PatientIDs, `empty` (PatientID "") and `gone` (no PatientID),
+    `cut` (truncated, line 7 of labels.csv) and `lost` (no such file, line 8)."""
+    ct = Path(pydicom.data.get_testdata_file("CT_small.dcm", download=False))
+    (root / "dicom").mkdir(parents=True)
+    plan = [("a", "P1"), ("b", "P2"), ("c", "P3"), ("empty", ""), ("gone", None)]
+    for name, patient in plan:
+        ds = pydicom.dcmread(ct)
+        if patient is None:
+            del ds.PatientID
+        else:
+            ds.PatientID = patient
+        ds.SOPInstanceUID = generate_uid()
+        ds.save_as(root / "dicom" / f"{name}.dcm")
+    (root / "dicom" / "cut.dcm").write_bytes(ct.read_bytes()[:20000])
+    names = [name for name, _ in plan] + ["cut", "lost"]
+    rows: list[list[object]] = [[name, i % 2] for i, name in enumerate(names)]
+    header = ["image_id", "label"]
+    if csv_patients is not None:
+        header.append("patient_id")
+        rows = [[*row, patient] for row, patient in zip(rows, csv_patients, strict=True)]
+    _write_csv(root / "labels.csv", header, rows)
+    return root
+
+
+def _keys_by_name(out: Path, src: Path) -> dict[str, str]:
+    by_sha = {hashlib.sha256(p.read_bytes()).hexdigest(): p.stem for p in src.glob("dicom/*")}
+    return {by_sha[e.source_sha256]: e.patient_key for e in open_dataset(out).entries}
+
+
+def test_images_without_patient_id_are_kept_counted_and_progress_matches_report(
+    tmp_path: Path,
+) -> None:
+    src = _dicom_csv(tmp_path / "src")
+    messages: list[str] = []
+    result = prepare_dataset(
+        src,
+        "dicom-csv",
+        tmp_path / "out",
+        resolutions=(16,),
+        salt=SALT,
+        progress=lambda done, total, message: messages.append(message),
+    )
+    assert (result.info.n_images, result.n_read, result.n_failed) == (5, 6, 1)
+    assert result.n_own_patients == 2
+    assert result.notes == (
+        "2 images had no PatientID and were treated as separate patients; "
+        "a patient_id column in the CSV would group them by patient",
+    )
+    assert result.errors[0] == "labels.csv line 8: file not found: lost.dcm"
+    assert result.errors[1].startswith("labels.csv line 7: dicom/cut.dcm: ")
+    assert len(result.errors) == 2
+    # The missing file counts from the first message on; the last one is the summary.
+    assert messages[0] == "1/6 images read, 1 imported, 1 problem(s)"
+    assert messages[-1] == result.summary == "6/6 images read, 5 imported, 2 problem(s)"
+
+    keys = _keys_by_name(tmp_path / "out", src)
+    assert keys["a"] == patient_key("P1", SALT)
+    assert len(set(keys.values())) == 5  # `empty` and `gone` are two patients, not one
+
+
+def test_csv_patient_column_groups_images_without_patient_id(tmp_path: Path) -> None:
+    src = _dicom_csv(tmp_path / "src", ["", "CSV-B", "", "CSV-Q", "CSV-Q", "", ""])
+    result = prepare_dataset(src, "dicom-csv", tmp_path / "out", resolutions=(16,), salt=SALT)
+    assert result.n_own_patients == 0 and result.notes == ()
+    keys = _keys_by_name(tmp_path / "out", src)
+    assert keys["a"] == patient_key("P1", SALT)  # blank cell: the header
+    assert keys["b"] == patient_key("CSV-B", SALT)  # the CSV wins over the header's P2
+    assert keys["empty"] == keys["gone"] == patient_key("CSV-Q", SALT)
+    entries = open_dataset(tmp_path / "out").entries
+    assert len({e.patient_key for e in entries}) == 4
+    assert len({e.split for e in entries if e.patient_key == keys["empty"]}) == 1  # one patient

@@ -42,3 +42,24 @@ def test_the_wait_is_never_rounded_down_to_zero() -> None:
 
 def test_usernames_count_together_however_typed() -> None:
     assert normalise("  Alice ") == normalise("alice") == "alice"
+
+
+def test_without_trusted_proxies_the_forwarded_header_is_ignored() -> None:
+    from app.auth.ratelimit import client_address
+
+    assert client_address("127.0.0.1", "198.51.100.1", []) == "127.0.0.1"
+    assert client_address(None, "198.51.100.1", []) == "unknown"
+
+
+def test_behind_a_trusted_proxy_the_nearest_untrusted_hop_is_the_client() -> None:
+    from app.auth.ratelimit import client_address
+
+    proxies = ["10.0.0.0/8", "::1"]
+    assert client_address("10.0.0.5", "203.0.113.7", proxies) == "203.0.113.7"
+    # A client's own (forged) entries come first; the proxies append what they saw.
+    assert client_address("10.0.0.5", "1.2.3.4, 203.0.113.7, 10.0.0.9", proxies) == "203.0.113.7"
+    assert client_address("::1", " 2001:db8::7 ", proxies) == "2001:db8::7"
+    assert client_address("10.0.0.5", None, proxies) == "10.0.0.5"
+    assert client_address("10.0.0.5", "10.0.0.8", proxies) == "10.0.0.8"
+    assert client_address("10.0.0.5", "not-an-ip", proxies) == "not-an-ip"
+    assert client_address("192.0.2.1", "203.0.113.7", proxies) == "192.0.2.1"

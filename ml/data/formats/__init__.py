@@ -4,9 +4,10 @@ Every reader returns a `FormatReport` and never raises for a bad file or row: th
 becomes one line in `errors` so a single broken file cannot abort an import of thousands.
 Decoding happens later, in the import job, through `ml.data.images.load_image`.
 
-`Record.patient_id` is the RAW identifier found in the dataset (a DICOM PatientID, a CheXpert
-`patientNNNNN` folder, a file stem). Callers must hash it with `ml.data.decoded.patient_key`
-before persisting it anywhere; the readers keep it raw only so splits can be patient-disjoint.
+`Record.patient_id` is the RAW identifier found in the dataset (a DICOM PatientID, a CSV
+`patient_id`, a CheXpert `patientNNNNN` folder, a file stem). Callers must hash it with
+`ml.data.decoded.patient_key` before persisting it anywhere; the readers keep it raw only so
+splits can be patient-disjoint.
 Arguments that make no sense (an unknown format or option value) still raise `ValueError`.
 """
 
@@ -40,6 +41,9 @@ class Record:
     `path` is the file to decode, or for npz-backed formats the .npz with `array_index` the
     row in its image array. `patient_id` is raw (see the module docstring). `study_key` groups
     images of one study (or names the original split for MedMNIST, e.g. "train/123").
+    `where` is the CSV line the image came from ("labels.csv line 4"), empty when none, so a
+    file that later fails to decode can be found in the CSV. `own_patient` marks an image
+    without any patient id, stored as its own patient (`ml.data.formats.patients`).
     """
 
     path: Path | None
@@ -47,6 +51,8 @@ class Record:
     patient_id: str
     labels: dict[str, float | None]
     study_key: str
+    where: str = ""
+    own_patient: bool = False
 
 
 @dataclass(slots=True)

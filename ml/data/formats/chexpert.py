@@ -112,7 +112,12 @@ def _record(
     study = next((p for p in parts if _STUDY.match(p)), None)
     study_key = f"{patient}/{study}" if study else f"{patient}/{parts[-1]}"
     return Record(
-        path=file, array_index=None, patient_id=patient, labels=labels, study_key=study_key
+        path=file,
+        array_index=None,
+        patient_id=patient,
+        labels=labels,
+        study_key=study_key,
+        where=where,
     )
 
 

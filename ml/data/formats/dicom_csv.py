@@ -1,7 +1,9 @@
 """`image_id,label` CSV next to a folder of `<image_id>.dcm` files (subfolders searched too).
 
 `label` is one numeric class column (e.g. 0 / 1); a blank label becomes None (unlabelled).
-Patient and study come from the DICOM header, read without pixel data.
+An optional `patient_id` column names each image's patient; where it is absent or blank the
+header's PatientID is used, and an image with neither is its own patient
+(`ml.data.formats.patients`). The study comes from the header, read without pixel data.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import math
 from pathlib import Path
 
 from ml.data.formats import FormatReport, Record, read_csv_rows
+from ml.data.formats.patients import PATIENT_COLUMN, choose_patient
 
 
 def read_dicom_csv(
@@ -50,8 +53,10 @@ def read_dicom_csv(
         if isinstance(ids, str):
             report.errors.append(f"{where}: {file.name}: {ids}")
             continue
-        patient, study = ids
-        report.records.append(Record(file, None, patient, {"label": label}, study or image_id))
+        header_patient, study = ids
+        patient, own = choose_patient(row.get(PATIENT_COLUMN), header_patient, image_id)
+        labels = {"label": label}
+        report.records.append(Record(file, None, patient, labels, study or image_id, where, own))
     for stem in sorted(set(files) - listed):
         report.errors.append(f"{files[stem].name}: not listed in {csv_path.name}; skipped")
     return report
@@ -100,7 +105,11 @@ def index_dicoms(folder: Path, errors: list[str], prefix: str = "") -> dict[str,
 
 
 def dicom_ids(path: Path) -> tuple[str, str | None] | str:
-    """(PatientID, StudyInstanceUID) from the header only, or a reason it cannot be used."""
+    """(PatientID, StudyInstanceUID) from the header only, or a reason it cannot be used.
+
+    An absent PatientID reads as "": it is a type 2 element, often emptied by de-identification,
+    and the caller decides the patient (`ml.data.formats.patients.choose_patient`).
+    """
     import pydicom
 
     try:
@@ -110,9 +119,6 @@ def dicom_ids(path: Path) -> tuple[str, str | None] | str:
     except Exception as exc:  # pydicom raises many types for bad files; each is one bad file
         return f"not a readable DICOM file ({type(exc).__name__}: {exc})"
     patient = str(ds.get("PatientID", "") or "").strip()
-    if not patient:
-        # Without it the image could land on both sides of a patient-disjoint split.
-        return "DICOM header has no PatientID"
     study = str(ds.get("StudyInstanceUID", "") or "").strip()
     return patient, study or None
 

@@ -1,9 +1,11 @@
 """RSNA Intracranial Hemorrhage: `ID_<image>.dcm` slices and a `ID,Label` CSV.
 
 The CSV has one row per (image, subtype): `ID_12cadc6af_epidural,0`. We pivot it to one
-record per image with the six subtype labels. PatientID comes from each DICOM header (read
-without pixels) and is stored raw: hash it with `ml.data.decoded.patient_key` before
-persisting. The study key is the header's StudyInstanceUID (scans hold many slices).
+record per image with the six subtype labels. The patient is the CSV's optional `patient_id`
+column (any row of the image), else the DICOM header's PatientID (read without pixels), else
+the image alone (`ml.data.formats.patients`); it is raw: hash it with
+`ml.data.decoded.patient_key` before persisting. The study key is the header's
+StudyInstanceUID (scans hold many slices).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from ml.data.formats import FormatReport, Record, read_csv_rows
 from ml.data.formats.dicom_csv import dicom_ids, find_csv, index_dicoms
+from ml.data.formats.patients import PATIENT_COLUMN, choose_patient
 
 SUBTYPES = (
     "epidural",
@@ -37,7 +40,7 @@ def read_rsna(
     rows = read_csv_rows(csv_path, ("ID", "Label"), report.errors)
     if rows is None:
         return report
-    labels, first_line = _pivot(rows, csv_path.name, report.errors)
+    labels, first_line, csv_patients = _pivot(rows, csv_path.name, report.errors)
     files = index_dicoms(Path(root) / (images_dir or ""), report.errors, prefix="ID_")
     for image_id, values in labels.items():
         where = f"{csv_path.name} line {first_line[image_id]}"
@@ -49,13 +52,19 @@ def read_rsna(
         if file is None:
             report.errors.append(f"{where}: {image_id} is in the CSV but {image_id}.dcm is missing")
             continue
+        given = csv_patients.get(image_id, set())
+        if len(given) > 1:
+            # Either choice could put one patient in two splits; the ids stay out of the report.
+            report.errors.append(f"{where}: {image_id} has rows naming different {PATIENT_COLUMN}")
+            continue
         ids = dicom_ids(file)
         if isinstance(ids, str):
-            report.errors.append(f"{file.name}: {ids}")
+            report.errors.append(f"{where}: {file.name}: {ids}")
             continue
-        patient, study = ids
+        header_patient, study = ids
+        patient, own = choose_patient(next(iter(given), None), header_patient, image_id)
         full = {s: values.get(s) for s in SUBTYPES}
-        report.records.append(Record(file, None, patient, full, study or image_id))
+        report.records.append(Record(file, None, patient, full, study or image_id, where, own))
     for stem in sorted(set(files) - set(labels)):
         report.errors.append(f"{files[stem].name}: not in {csv_path.name}; skipped")
     return report
@@ -63,9 +72,11 @@ def read_rsna(
 
 def _pivot(
     rows: list[tuple[int, dict[str, str]]], name: str, errors: list[str]
-) -> tuple[dict[str, dict[str, float | None]], dict[str, int]]:
+) -> tuple[dict[str, dict[str, float | None]], dict[str, int], dict[str, set[str]]]:
+    """Labels and first CSV line per image, and the non-blank `patient_id`s its rows give."""
     labels: dict[str, dict[str, float | None]] = {}
     first_line: dict[str, int] = {}
+    patients: dict[str, set[str]] = {}
     for line, row in rows:
         where = f"{name} line {line}"
         match = _ROW_ID.match(row["ID"])
@@ -82,6 +93,8 @@ def _pivot(
         image_id, subtype = match.groups()
         values = labels.setdefault(image_id, {})
         first_line.setdefault(image_id, line)
+        if row.get(PATIENT_COLUMN):
+            patients.setdefault(image_id, set()).add(row[PATIENT_COLUMN])
         value = float(raw)
         if subtype in values:
             # The official stage-2 CSV repeats some rows identically; only conflicts matter.
@@ -91,4 +104,4 @@ def _pivot(
                 values[subtype] = None
             continue
         values[subtype] = value
-    return labels, first_line
+    return labels, first_line, patients

@@ -1,0 +1,78 @@
+"""The GAN training configuration and the run folder's checkpoint names, without torch.
+
+The launch form, the clone check and the demo validate a `GanConfig` in the web tier, which
+must not import torch for that; `ml.training.gan` trains with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+AUGMENTS = ("none", "diffaugment", "ada")
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+
+
+@dataclass
+class GanConfig:
+    arch: str = "dcgan"
+    resolution: int = 32
+    batch_size: int = 32
+    kimg: float = 2.0
+    tick_kimg: float = 0.5
+    snapshot_ticks: int = 2
+    seed: int = 0
+    ema_kimg: float | None = 1.0  # EMA half-life; None disables the average generator
+    augment: str = "none"
+    ada_target: float = 0.6
+    ada_kimg: float = 100.0  # ADA: images (k) for p to go 0 -> 1 at full speed
+    mirror: bool = True  # x-flip real images: chest X-rays are roughly symmetric in texture
+    fid_features: str | None = None  # "inception", a TorchScript path, or None for no FID
+    fid_images: int = 1000
+    fid_patience: int = 0  # snapshots without FID improvement before stopping; 0 = never
+    split: str = "train"
+    device: str = "cpu"
+    # bfloat16 autocast: fast on CUDA GPUs and on CPUs with AVX512-BF16 / AMX, emulated (slow)
+    # on others, so it is opt-in.
+    amp: bool = False
+    # NHWC memory format: oneDNN's and cuDNN's fast convolution layout (+15% on this CPU).
+    channels_last: bool = True
+    arch_options: dict[str, Any] = field(default_factory=dict)
+    # DP-SGD on the discriminator (ml.training.privacy): noise sigma (None = not private),
+    # per-sample clipping norm C, and delta (None: min(1e-5, n_train^-1.1)).
+    dp_noise_multiplier: float | None = None
+    dp_max_grad_norm: float = 1.0
+    dp_delta: float | None = None
+    # Seed 001's domain-classifier loss: a frozen classifier trained on the real data (a
+    # TorchScript file mapping images in [-1, 1] to logits over this run's classes, in
+    # `class_names` order) scores each fake against its requested class; the cross-entropy,
+    # weighted by `domain_lambda`, is added to the generator's loss.
+    domain_classifier: str | None = None
+    domain_lambda: float = 0.0
+
+    def check(self) -> None:
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {AUGMENTS}, got {self.augment!r}")
+        if self.batch_size < 1 or self.kimg <= 0 or self.tick_kimg <= 0:
+            raise ValueError("batch_size, kimg and tick_kimg must be positive")
+        if self.snapshot_ticks < 1:
+            raise ValueError("snapshot_ticks must be >= 1")
+        if self.fid_patience and not self.fid_features:
+            raise ValueError("fid_patience needs fid_features (early stopping is on FID)")
+        if self.dp_noise_multiplier is not None:
+            check_private_config(self)
+        if self.domain_lambda < 0 or (self.domain_lambda > 0) != bool(self.domain_classifier):
+            raise ValueError("domain_lambda > 0 and domain_classifier go together")
+
+
+def check_private_config(config: GanConfig) -> None:
+    """Refuse options that would steer a private run with un-noised real-data statistics."""
+    if config.dp_noise_multiplier <= 0 or config.dp_max_grad_norm <= 0:
+        raise ValueError("dp_noise_multiplier and dp_max_grad_norm must be positive")
+    if config.dp_delta is not None and not 0 < config.dp_delta < 1:
+        raise ValueError("dp_delta must be in (0, 1)")
+    if config.augment == "ada":
+        raise ValueError("ADA tunes p from D's outputs on real images, which is not private")
+    if config.fid_patience:
+        raise ValueError("FID early stopping selects on the training images: not private")
