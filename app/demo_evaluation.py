@@ -35,7 +35,7 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
         return
     with session_scope() as db:
         gan_job = db.get(Job, gan_job_id)
-        samples = db.scalar(select(ImageSet).where(ImageSet.name == DEMO_SAMPLES))
+        samples = db.scalar(select(ImageSet).where(ImageSet.name.startswith(DEMO_SAMPLES)))
         if gan_job is None or samples is None:
             return
         dataset = db.get(Dataset, gan_job.params["dataset_id"])

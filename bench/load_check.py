@@ -77,10 +77,21 @@ def _stored(study_id: int) -> tuple[list[StoredAnswer], int]:
 
 
 @cache
-def _image_sha256(key: str) -> str:
-    from app.imagesets.storage import blinded_path
+def _display_pixels(study_id: int, key: str):  # type: ignore[no-untyped-def]
+    from app.db import session_scope
+    from app.models import Study
+    from app.studies.display import display_pixels
 
-    return hashlib.sha256(blinded_path(key).read_bytes()).hexdigest()
+    with session_scope() as db:
+        return display_pixels(db, db.get(Study, study_id), key)
+
+
+def _served_sha256(study_id: int, key: str, entry: str) -> str:
+    """What the server must have sent for this presentation: the study's rendering of the
+    stored image, dithered with the presentation's own seed (app.studies.display)."""
+    from app.studies.display import served_png
+
+    return hashlib.sha256(served_png(_display_pixels(study_id, key), entry)).hexdigest()
 
 
 def _mismatch(study: LoadStudy, logged: Accepted, stored: StoredAnswer) -> str | None:
@@ -91,7 +102,9 @@ def _mismatch(study: LoadStudy, logged: Accepted, stored: StoredAnswer) -> str |
         return f"{logged.entry}: {logged.answer!r} sent, {stored.answer!r} stored"
     if logged.position is not None and stored.position != logged.position:
         return f"{logged.entry}: shown at position {logged.position}, stored at {stored.position}"
-    if logged.image_sha256 and logged.image_sha256 != _image_sha256(stored.image_key):
+    if logged.image_sha256 and logged.image_sha256 != _served_sha256(
+        study.study_id, stored.image_key, stored.entry
+    ):
         return f"{logged.entry}: the image shown is not {stored.image_key}, stored with it"
     return None
 

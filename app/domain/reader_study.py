@@ -96,6 +96,11 @@ class StudyDesign:
     def n_real(self) -> int:
         return self.n_images - self.n_synthetic
 
+    def repeats_for(self, n_scored: int) -> int:
+        """Repeats every reader is shown when ``n_scored`` images were selected: the number the
+        design page states, computed by the function that builds the schedules."""
+        return repeat_count(n_scored, self.repeat_share)
+
     def validate(
         self,
         real: Sequence[ImageRef] | None = None,
@@ -346,8 +351,16 @@ def reader_seed(study_seed: int, reader_index: int) -> int:
 
 
 def repeat_count(n_scored: int, repeat_share: float) -> int:
-    """How many scored images a reader sees twice: ceil(repeat_share * n_scored)."""
-    return math.ceil(_round(repeat_share * n_scored))
+    """How many scored images a reader sees twice: repeat_share * n_scored to the nearest
+    whole number (halves up), and at least 1 when the share is above 0.
+
+    Nearest, not a ceiling: the design page states the share, and 17% of 12 read as "2" there
+    while a ceiling showed readers 3 (25%). At least 1, so a small share still measures
+    intra-reader agreement instead of silently measuring nothing.
+    """
+    if repeat_share <= 0:
+        return 0
+    return max(1, math.floor(_round(repeat_share * n_scored) + 0.5))
 
 
 def reader_schedule(

@@ -9,22 +9,17 @@ Kappas and paired tests live in :mod:`app.domain.agreement` and are re-exported 
 from __future__ import annotations
 
 import math
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import gammaln
 from scipy.stats import binomtest, norm
 from sklearn.metrics import roc_auc_score
-from statsmodels.genmod.cov_struct import Exchangeable
-from statsmodels.genmod.families import Binomial
-from statsmodels.genmod.generalized_estimating_equations import GEE
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import binom_tost, proportion_confint
-from statsmodels.tools.sm_exceptions import ConvergenceWarning, IterationLimitWarning
 
 # Redundant aliases mark these as public re-exports, so callers keep importing from here.
 from app.domain.agreement import PairedTest as PairedTest
@@ -32,6 +27,8 @@ from app.domain.agreement import cochran_q as cochran_q
 from app.domain.agreement import cohen_kappa_pairs as cohen_kappa_pairs
 from app.domain.agreement import fleiss_kappa as fleiss_kappa
 from app.domain.agreement import mcnemar_paired as mcnemar_paired
+from app.domain.crossed_interval import METHOD as CROSSED_METHOD
+from app.domain.crossed_interval import crossed_interval
 from app.domain.ratings import CATEGORIES as CATEGORIES
 from app.domain.ratings import Answer as Answer
 from app.domain.ratings import Rating as Rating
@@ -40,24 +37,42 @@ from app.domain.ratings import fake_score as fake_score
 from app.domain.ratings import first_presentations as first_presentations
 
 UncertainPolicy = Literal["wrong", "excluded"]
+BinomialAlternative = Literal["two-sided", "greater"]
+
+# The default a reviewer can defend: an "uncertain" answer is no answer, so it neither helps nor
+# hurts accuracy, and it cannot make a reader look like chance ("cannot tell").
+DEFAULT_POLICY: UncertainPolicy = "excluded"
+DEFAULT_ALTERNATIVE: BinomialAlternative = "two-sided"
+ALPHA = 0.05
 
 UNKNOWN_SOURCE = "(unknown)"
 
 
 @dataclass(frozen=True)
 class ReaderSummary:
+    """One reader. ``n``, ``correct``, ``accuracy``, Wilson and the binomial tests follow the
+    scoring policy; TOST, d' and the below-chance flag always use decisive answers only."""
+
     reader: str
     n: int
     correct: int
     accuracy: float | None
     wilson_low: float | None
     wilson_high: float | None
-    p_binomial: float | None
-    p_tost: float | None
+    p_binomial: float | None  # exact two-sided vs 0.5
+    p_binomial_greater: float | None  # exact one-sided "better than chance", if pre-registered
+    below_chance: bool  # two-sided p < alpha with decisive accuracy under 0.5
+    p_tost: float | None  # on decisive answers, whatever the policy
+    n_answers: int  # first presentations, uncertain included
+    n_decisive: int
+    correct_decisive: int
     n_uncertain: int
+    uncertain_share: float | None
+    answers_by_truth: dict[str, dict[str, int]]
+    p_answer_depends_on_truth: float | None  # exact Fisher-Freeman-Halton on the 2 x 3 table
     sensitivity: float | None
     specificity: float | None
-    d_prime: float | None
+    d_prime: float | None  # on decisive answers
     auc: float | None
     intra_reader_agreement: float | None
     n_repeats: int
@@ -65,15 +80,24 @@ class ReaderSummary:
 
 @dataclass(frozen=True)
 class SourceSummary:
-    """Detection of one synthetic source: ``correct`` counts its images that were called fake."""
+    """Detection of one synthetic source: ``correct`` counts its images that were called fake.
+
+    ``ci_low``/``ci_high`` allow for readers and images (see ``ci_method``); the Wilson
+    interval treats every answer as independent and is kept only for comparison.
+    """
 
     source: str
     n: int
     correct: int
     accuracy: float | None
+    ci_low: float | None
+    ci_high: float | None
+    ci_method: str
     wilson_low: float | None
     wilson_high: float | None
     n_uncertain: int
+    n_readers: int
+    n_images: int
 
 
 @dataclass(frozen=True)
@@ -82,18 +106,31 @@ class Pooled:
     ci_low: float | None
     ci_high: float | None
     method: str
+    n: int = 0
+    df: float | None = None
+    icc_reader: float | None = None
+    icc_image: float | None = None
+    design_effect: float | None = None
 
 
-def _check_options(policy: str, margin: float = 0.10) -> None:
+def _check_options(
+    policy: str, margin: float = 0.10, alternative: str = DEFAULT_ALTERNATIVE
+) -> None:
     if policy not in ("wrong", "excluded"):
         raise ValueError(f"policy must be 'wrong' or 'excluded', got {policy!r}")
     if not 0 < margin < 0.5:
         raise ValueError(f"margin must lie in (0, 0.5), got {margin!r}")
+    if alternative not in ("two-sided", "greater"):
+        raise ValueError(f"alternative must be 'two-sided' or 'greater', got {alternative!r}")
 
 
 def _scored(ratings: Iterable[Rating], policy: UncertainPolicy) -> list[Rating]:
     # Under "wrong" an uncertain answer stays in n and can never be correct.
     return [r for r in ratings if policy == "wrong" or r.answer != "uncertain"]
+
+
+def _decisive(ratings: Iterable[Rating]) -> list[Rating]:
+    return [r for r in ratings if r.answer != "uncertain"]
 
 
 def _ratio(k: int, n: int) -> float | None:
@@ -136,25 +173,81 @@ def _intra_reader_agreement(
     return same / len(repeats), len(repeats)
 
 
+def answers_by_truth(ratings: Iterable[Rating]) -> dict[str, dict[str, int]]:
+    """The 2 x 3 table: for real and for synthetic images, how often each answer was given."""
+    table = {truth: dict.fromkeys(CATEGORIES, 0) for truth in ("real", "fake")}
+    for r in ratings:
+        table[r.truth][r.answer] += 1
+    return table
+
+
+def exact_independence_2xc(table: Sequence[Sequence[int]]) -> float | None:
+    """Fisher-Freeman-Halton exact test that the column (answer) does not depend on the row
+    (truth) in a 2 x c table: the probability, given both margins, of a table no more likely
+    than the observed one. Columns with no answers are dropped; None without two rows and two
+    columns left. Exact by enumerating the first row, which is cheap for two rows."""
+    counts = np.asarray(table, dtype=np.int64)
+    counts = counts[:, counts.sum(axis=0) > 0]
+    if counts.shape[0] != 2 or counts.shape[1] < 2 or (counts.sum(axis=1) == 0).any():
+        return None
+    cols = counts.sum(axis=0)
+    row0 = int(counts[0].sum())
+    # Every first row with the observed row sum and 0 <= x_j <= column total, as a grid.
+    grids = np.meshgrid(*[np.arange(c + 1) for c in cols[:-1]], indexing="ij")
+    first = np.stack([g.ravel() for g in grids], axis=1)
+    last = row0 - first.sum(axis=1)
+    ok = (last >= 0) & (last <= cols[-1])
+    first = np.column_stack([first[ok], last[ok]])
+
+    def log_pmf(x: np.ndarray) -> np.ndarray:
+        # Multivariate hypergeometric: prod C(col_j, x_j) / C(N, row0); the constant cancels.
+        return np.sum(gammaln(cols + 1) - gammaln(x + 1) - gammaln(cols - x + 1), axis=-1)
+
+    logs = log_pmf(first)
+    observed = log_pmf(counts[0])
+    top = logs.max()
+    weights = np.exp(logs - top)
+    # Relative tolerance as in scipy.stats.fisher_exact, so ties in exact arithmetic count.
+    extreme = logs <= observed + 1e-7
+    return float(min(1.0, weights[extreme].sum() / weights.sum()))
+
+
+def _binomial_p(k: int, n: int, alternative: BinomialAlternative) -> float | None:
+    return float(binomtest(k, n, 0.5, alternative=alternative).pvalue) if n else None
+
+
 def reader_summary(
-    ratings: Iterable[Rating], *, policy: UncertainPolicy = "wrong", margin: float = 0.10
+    ratings: Iterable[Rating],
+    *,
+    policy: UncertainPolicy = DEFAULT_POLICY,
+    margin: float = 0.10,
+    alternative: BinomialAlternative = DEFAULT_ALTERNATIVE,
+    alpha: float = ALPHA,
 ) -> ReaderSummary:
-    """All per-reader statistics for the ratings of ONE reader."""
-    _check_options(policy, margin)
+    """All per-reader statistics for the ratings of ONE reader.
+
+    ``alternative="greater"`` adds the one-sided test a study pre-registered; the two-sided
+    test is reported either way.
+    """
+    _check_options(policy, margin, alternative)
     ratings = list(ratings)
     readers = {r.reader for r in ratings}
     if len(readers) > 1:
         raise ValueError(f"reader_summary takes one reader's ratings, got {sorted(readers)}")
     first = first_presentations(ratings)
     scored = _scored(first, policy)
-    n = len(scored)
-    k = sum(r.correct for r in scored)
+    decisive = _decisive(first)
+    n, k = len(scored), sum(r.correct for r in scored)
+    n_decisive, k_decisive = len(decisive), sum(r.correct for r in decisive)
     fakes = [r for r in scored if r.truth == "fake"]
     reals = [r for r in scored if r.truth == "real"]
-    hits = sum(r.answer == "fake" for r in fakes)
-    reals_called_real = sum(r.answer == "real" for r in reals)
+    decisive_fakes = [r for r in decisive if r.truth == "fake"]
+    decisive_reals = [r for r in decisive if r.truth == "real"]
     low, high = _wilson(k, n)
     agreement, n_repeats = _intra_reader_agreement(ratings, first)
+    p_decisive = _binomial_p(k_decisive, n_decisive, "two-sided")
+    table = answers_by_truth(first)
+    n_uncertain = sum(r.answer == "uncertain" for r in first)
     return ReaderSummary(
         reader=next(iter(readers), ""),
         n=n,
@@ -162,13 +255,32 @@ def reader_summary(
         accuracy=_ratio(k, n),
         wilson_low=low,
         wilson_high=high,
-        p_binomial=float(binomtest(k, n, 0.5, alternative="greater").pvalue) if n else None,
-        p_tost=float(binom_tost(k, n, 0.5 - margin, 0.5 + margin)[0]) if n else None,
-        n_uncertain=sum(r.answer == "uncertain" for r in first),
-        sensitivity=_ratio(hits, len(fakes)),
-        specificity=_ratio(reals_called_real, len(reals)),
-        # A real not called real is a false alarm, so under "wrong" an uncertain real counts as one.
-        d_prime=_d_prime(hits, len(fakes), len(reals) - reals_called_real, len(reals)),
+        p_binomial=_binomial_p(k, n, "two-sided"),
+        p_binomial_greater=_binomial_p(k, n, "greater") if alternative == "greater" else None,
+        # Decisive answers only: under "wrong" an all-uncertain reader would otherwise be
+        # "significantly below chance" for saying "I don't know".
+        below_chance=p_decisive is not None and p_decisive < alpha and 2 * k_decisive < n_decisive,
+        p_tost=float(binom_tost(k_decisive, n_decisive, 0.5 - margin, 0.5 + margin)[0])
+        if n_decisive
+        else None,
+        n_answers=len(first),
+        n_decisive=n_decisive,
+        correct_decisive=k_decisive,
+        n_uncertain=n_uncertain,
+        uncertain_share=_ratio(n_uncertain, len(first)),
+        answers_by_truth=table,
+        p_answer_depends_on_truth=exact_independence_2xc(
+            [list(table["real"].values()), list(table["fake"].values())]
+        ),
+        sensitivity=_ratio(sum(r.answer == "fake" for r in fakes), len(fakes)),
+        specificity=_ratio(sum(r.answer == "real" for r in reals), len(reals)),
+        # An "uncertain" is neither a hit nor a false alarm: signal detection on decisive answers.
+        d_prime=_d_prime(
+            sum(r.answer == "fake" for r in decisive_fakes),
+            len(decisive_fakes),
+            sum(r.answer == "fake" for r in decisive_reals),
+            len(decisive_reals),
+        ),
         auc=_confidence_auc(scored),
         intra_reader_agreement=agreement,
         n_repeats=n_repeats,
@@ -182,70 +294,46 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return [float(p) for p in multipletests(list(pvalues), method="holm")[1]]
 
 
-def _gee_pooled(scored: Sequence[Rating]) -> Pooled | None:
-    y = np.array([r.correct for r in scored], dtype=float)
-    groups = np.unique([r.reader for r in scored], return_inverse=True)[1]
-    model = GEE(
-        y, np.ones((len(y), 1)), groups=groups, family=Binomial(), cov_struct=Exchangeable()
-    )
-    # statsmodels reports a fit that stopped at its iteration limit only as a warning (and not
-    # a ConvergenceWarning); such estimates are not trustworthy, so both mean "fall back".
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        warnings.simplefilter("error", IterationLimitWarning)
-        try:
-            result = model.fit()
-        except (ConvergenceWarning, IterationLimitWarning, np.linalg.LinAlgError, ValueError):
-            return None
-    estimate = float(result.params[0])
-    # The sandwich (robust) variance is exactly zero when every reader's accuracy equals the
-    # pooled one, and too small with few readers. Clustering by reader can only widen the
-    # interval in a reader study (readers do not anti-correlate), so the floor is the standard
-    # error of the same proportion over independent answers.
-    p_hat = float(expit(estimate))
-    robust_se = float(np.sqrt(result.cov_robust[0, 0]))
-    independent_se = 1.0 / math.sqrt(len(y) * p_hat * (1.0 - p_hat))
-    se = max(robust_se, independent_se)
-    z = float(norm.ppf(0.975))
-    low, high = estimate - z * se, estimate + z * se
-    if not all(math.isfinite(v) for v in (estimate, low, high)):
-        return None
-    which = (
-        "robust (sandwich)"
-        if robust_se >= independent_se
-        else "independent-answers binomial (the robust one was smaller)"
-    )
-    return Pooled(
-        accuracy=float(expit(estimate)),
-        ci_low=float(expit(low)),
-        ci_high=float(expit(high)),
-        method=(
-            "GEE logistic (correct ~ 1), exchangeable correlation within reader, "
-            f"95% CI from the {which} standard error"
-        ),
-    )
-
-
-def pooled_accuracy(ratings: Iterable[Rating], *, policy: UncertainPolicy = "wrong") -> Pooled:
-    """Accuracy over all readers, with a CI that allows for correlation within each reader."""
-    _check_options(policy)
-    scored = _scored(first_presentations(ratings), policy)
-    n = len(scored)
-    k = sum(r.correct for r in scored)
+def _crossed_or_wilson(scored: Sequence[Rating], success: Sequence[bool]) -> Pooled:
+    """Share of successes with an interval for readers and images both random, or Wilson with
+    the reason when the variance components cannot be estimated."""
+    n, k = len(scored), sum(success)
     if n == 0:
         return Pooled(None, None, None, "no answers")
     n_readers = len({r.reader for r in scored})
+    interval = None
     if n_readers < 2:
-        reason = "single reader, so no clustering to model"
+        reason = "single reader, so no reader variation to allow for"
     elif k in (0, n):
-        reason = "all answers " + ("correct" if k == n else "wrong") + ", so the logit is infinite"
+        reason = "all answers " + ("correct" if k == n else "wrong") + ", so no variation"
     else:
-        pooled = _gee_pooled(scored)
-        if pooled is not None:
-            return pooled
-        reason = "GEE did not converge"
-    low, high = _wilson(k, n)
-    return Pooled(k / n, low, high, f"Wilson 95% interval on all answers ({reason})")
+        interval = crossed_interval(
+            [r.reader for r in scored], [r.image for r in scored], [float(s) for s in success]
+        )
+        reason = "no image answered by two readers, so images and readers cannot be separated"
+    if interval is None:
+        low, high = _wilson(k, n)
+        return Pooled(k / n, low, high, f"Wilson 95% interval on all answers ({reason})", n=n)
+    return Pooled(
+        accuracy=interval.estimate,
+        ci_low=interval.low,
+        ci_high=interval.high,
+        method=f"{CROSSED_METHOD} ({interval.df:.1f} df)",
+        n=n,
+        df=interval.df,
+        icc_reader=interval.icc_reader,
+        icc_image=interval.icc_image,
+        design_effect=interval.design_effect,
+    )
+
+
+def pooled_accuracy(
+    ratings: Iterable[Rating], *, policy: UncertainPolicy = DEFAULT_POLICY
+) -> Pooled:
+    """Accuracy over all readers, with a 95% CI that allows for readers and images."""
+    _check_options(policy)
+    scored = _scored(first_presentations(ratings), policy)
+    return _crossed_or_wilson(scored, [r.correct for r in scored])
 
 
 def fooling_rates(ratings: Iterable[Rating]) -> dict[str, float]:
@@ -261,9 +349,10 @@ def fooling_rates(ratings: Iterable[Rating]) -> dict[str, float]:
 
 
 def accuracy_by_source(
-    ratings: Iterable[Rating], *, policy: UncertainPolicy = "wrong"
+    ratings: Iterable[Rating], *, policy: UncertainPolicy = DEFAULT_POLICY
 ) -> dict[str, SourceSummary]:
-    """Share of each synthetic source's images called fake, with a Wilson 95% interval."""
+    """Share of each synthetic source's images called fake, with a 95% interval that allows
+    for readers and images (and the Wilson interval that does not, for comparison)."""
     _check_options(policy)
     by_source: dict[str, list[Rating]] = defaultdict(list)
     for r in first_presentations(ratings):
@@ -274,36 +363,99 @@ def accuracy_by_source(
         scored = _scored(rs, policy)
         n, k = len(scored), sum(r.correct for r in scored)
         low, high = _wilson(k, n)
-        n_uncertain = sum(r.answer == "uncertain" for r in rs)
-        summaries[source] = SourceSummary(source, n, k, _ratio(k, n), low, high, n_uncertain)
+        interval = _crossed_or_wilson(scored, [r.correct for r in scored])
+        summaries[source] = SourceSummary(
+            source=source,
+            n=n,
+            correct=k,
+            accuracy=_ratio(k, n),
+            ci_low=interval.ci_low,
+            ci_high=interval.ci_high,
+            ci_method=interval.method,
+            wilson_low=low,
+            wilson_high=high,
+            n_uncertain=sum(r.answer == "uncertain" for r in rs),
+            n_readers=len({r.reader for r in scored}),
+            n_images=len({r.image for r in scored}),
+        )
     return summaries
 
 
-def methods(policy: UncertainPolicy, margin: float) -> dict[str, str]:
+def uncertain_summary(ratings: Iterable[Rating]) -> dict[str, Any]:
+    """The uncertain share overall and by truth, and the pooled 2 x 3 answer-by-truth table.
+
+    The table is descriptive: answers from one reader are correlated, so its test is per
+    reader (``p_answer_depends_on_truth`` in each reader's row), not on these pooled counts.
+    """
+    first = first_presentations(ratings)
+    table = answers_by_truth(first)
+    n_uncertain = sum(r.answer == "uncertain" for r in first)
+    return {
+        "n_answers": len(first),
+        "n_uncertain": n_uncertain,
+        "share": _ratio(n_uncertain, len(first)),
+        "share_by_truth": {
+            truth: _ratio(row["uncertain"], sum(row.values())) for truth, row in table.items()
+        },
+        "answers_by_truth": table,
+    }
+
+
+def methods(
+    policy: UncertainPolicy,
+    margin: float,
+    alternative: BinomialAlternative = DEFAULT_ALTERNATIVE,
+) -> dict[str, str]:
     """One plain-English line per method, with its main assumption, for the results page."""
     uncertain = (
-        "'Uncertain' answers count as wrong; they stay in every n."
+        "Pre-registered: 'uncertain' answers count as wrong in accuracy, its Wilson interval "
+        "and the binomial tests. They never count towards equivalence: TOST, d' and the "
+        "below-chance flag use decisive (real/fake) answers only."
         if policy == "wrong"
-        else "'Uncertain' answers are left out; n counts real/fake answers only."
+        else "'Uncertain' answers are left out: accuracy, TOST, the binomial tests and d' use "
+        "decisive (real/fake) answers only; how often each reader said 'uncertain' is reported "
+        "beside them."
     )
     low, high = 0.5 - margin, 0.5 + margin
+    binomial = (
+        "Exact two-sided binomial test against 50% (a coin flip): a small p means the reader "
+        "differs from chance, in either direction. Assumes the reader's answers are independent."
+    )
+    if alternative == "greater":
+        binomial += (
+            " The study pre-registered the one-sided test (better than chance), shown beside it."
+        )
     return {
         "uncertain_policy": uncertain,
-        "binomial": "Exact one-sided binomial test: is this reader right more often than a coin "
-        "flip (50%)? Assumes the reader's answers are independent.",
+        "uncertain_share": "Share of a reader's first presentations answered 'uncertain', "
+        "reported separately so that not answering neither raises nor lowers accuracy.",
+        "three_category": "Answers real/fake/uncertain by truth (2 x 3 table) with the "
+        "Fisher-Freeman-Halton exact test of whether the answer depends on the truth: a reader "
+        "who says 'uncertain' more often for synthetic images can tell something. Per reader; "
+        "the pooled table is descriptive.",
+        "binomial": binomial,
+        "below_chance": "Flagged below chance: two-sided binomial p < 0.05 with decisive "
+        "accuracy under 50%, i.e. the reader systematically calls real images fake and fakes "
+        "real (inverted answers); not adjusted for the number of readers.",
         "wilson": "Wilson 95% interval for a reader's accuracy; reliable even for small n or "
         "accuracies near 0 or 1. Assumes independent answers.",
-        "holm": "Holm adjustment of the per-reader binomial p-values, so testing many readers "
-        "does not inflate false positives. No assumption about how the tests are related.",
-        "tost": f"Equivalence test (two one-sided exact binomial tests): p < 0.05 is evidence "
-        f"that accuracy lies within {low:.2f}-{high:.2f}, i.e. readers cannot tell. A "
+        "holm": "Holm adjustment of the two-sided binomial p-values over readers, so testing "
+        "many readers does not inflate false positives. No assumption about how the tests are "
+        "related.",
+        "tost": f"Equivalence test (two one-sided exact binomial tests) on decisive answers: "
+        f"p < 0.05 is evidence that accuracy lies within {low:.2f}-{high:.2f}, i.e. the reader "
+        "cannot tell. 'Uncertain' answers never enter it, whatever the policy. A "
         "non-significant binomial test alone is not such evidence.",
-        "pooled": "Accuracy over all readers from a GEE logistic model clustered by reader, so "
-        "the interval allows for readers differing in skill. Needs several readers.",
+        "pooled": "Accuracy over all readers with a 95% interval from a two-way crossed "
+        "random-effects model (readers and images both random): variance components by "
+        "moments (U-statistics, equal to the ANOVA estimates for complete data), t interval on "
+        "Satterthwaite degrees of freedom as the small-sample correction. With one reader, or "
+        "no variation, the Wilson interval instead (the method line says why).",
         "sensitivity_specificity": "Sensitivity: share of synthetic images called fake. "
-        "Specificity: share of real images called real.",
-        "d_prime": "d' = z(hit rate) - z(false-alarm rate): ability to detect fakes regardless "
-        "of bias towards either answer; rates corrected by (count + 0.5) / (n + 1).",
+        "Specificity: share of real images called real (both under the scoring policy).",
+        "d_prime": "d' = z(hit rate) - z(false-alarm rate) on decisive answers: ability to "
+        "detect fakes regardless of bias towards either answer; rates corrected by "
+        "(count + 0.5) / (n + 1). An 'uncertain' is neither a hit nor a false alarm.",
         "auc": "Area under the ROC curve from answers plus confidence (0.5 = chance, 1 = "
         "perfect). Computed only when every answer has a confidence.",
         "fleiss_kappa": "Fleiss' kappa: agreement among all readers beyond chance over "
@@ -313,8 +465,9 @@ def methods(policy: UncertainPolicy, margin: float) -> dict[str, str]:
         "intra_reader_agreement": "Share of repeated images a reader answered the same way as "
         "the first time; measures self-consistency, not accuracy.",
         "fooling_rate": "For each synthetic image, the share of readers who called it real.",
-        "by_source": "For each synthetic source, share of its images called fake, with a "
-        "Wilson 95% interval. Assumes independent answers.",
+        "by_source": "For each synthetic source, share of its images called fake, with a 95% "
+        "interval from the same crossed readers-and-images model as the pooled accuracy "
+        "(Wilson on independent answers beside it, for comparison only).",
     }
 
 
@@ -332,28 +485,46 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _holm_by_reader(pvalues: dict[str, float | None]) -> dict[str, float]:
+    # Readers with no answers have no p-value and stay out of the Holm family.
+    tested = {reader: p for reader, p in pvalues.items() if p is not None}
+    return dict(zip(tested, holm(list(tested.values())), strict=True))
+
+
 def study_statistics(
-    ratings: Iterable[Rating], *, policy: UncertainPolicy = "wrong", margin: float = 0.10
+    ratings: Iterable[Rating],
+    *,
+    policy: UncertainPolicy = DEFAULT_POLICY,
+    margin: float = 0.10,
+    alternative: BinomialAlternative = DEFAULT_ALTERNATIVE,
 ) -> dict[str, Any]:
     """Everything the results page shows, as JSON-ready plain data (no NaN: None instead)."""
-    _check_options(policy, margin)
+    _check_options(policy, margin, alternative)
     ratings = list(ratings)
     by_reader: dict[str, list[Rating]] = defaultdict(list)
     for r in ratings:
         by_reader[r.reader].append(r)
     summaries = [
-        reader_summary(rs, policy=policy, margin=margin) for _, rs in sorted(by_reader.items())
+        reader_summary(rs, policy=policy, margin=margin, alternative=alternative)
+        for _, rs in sorted(by_reader.items())
     ]
-    # Readers with no answers have no p-value and stay out of the Holm family.
-    tested = [s for s in summaries if s.p_binomial is not None]
-    adjusted = holm([s.p_binomial for s in tested if s.p_binomial is not None])
-    p_holm = dict(zip((s.reader for s in tested), adjusted, strict=True))
+    p_holm = _holm_by_reader({s.reader: s.p_binomial for s in summaries})
+    p_holm_greater = _holm_by_reader({s.reader: s.p_binomial_greater for s in summaries})
     kappas = cohen_kappa_pairs(ratings)
     return _json_safe(
         {
             "policy": policy,
             "margin": margin,
-            "readers": [{**asdict(s), "p_holm": p_holm.get(s.reader)} for s in summaries],
+            "alternative": alternative,
+            "readers": [
+                {
+                    **asdict(s),
+                    "p_holm": p_holm.get(s.reader),
+                    "p_holm_greater": p_holm_greater.get(s.reader),
+                }
+                for s in summaries
+            ],
+            "uncertain": uncertain_summary(ratings),
             "pooled": asdict(pooled_accuracy(ratings, policy=policy)),
             "fleiss_kappa": fleiss_kappa(ratings),
             "cohen_kappa": [{"a": a, "b": b, "kappa": k} for (a, b), k in kappas.items()],
@@ -361,6 +532,6 @@ def study_statistics(
             "by_source": {
                 s: asdict(v) for s, v in accuracy_by_source(ratings, policy=policy).items()
             },
-            "methods": methods(policy, margin),
+            "methods": methods(policy, margin, alternative),
         }
     )

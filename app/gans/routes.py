@@ -11,6 +11,7 @@ from starlette.datastructures import FormData
 
 from app.auth.service import Principal
 from app.datasets import service as datasets
+from app.datasets.choice import main_dataset_id
 from app.deps import DbDep, Researcher
 from app.gans import estimates, service
 from app.gans.options import FIELDS, PRESETS, gan_config
@@ -69,6 +70,8 @@ def new_training(
     dataset: Annotated[int | None, Query()] = None,
     preset: Annotated[str, Query(max_length=50)] = "tiny-cpu",
 ) -> Response:
+    if dataset is None:
+        dataset = main_dataset_id(_ready_datasets(db, principal))
     values: dict[str, Any] = {"dataset": dataset, "preset": preset, "queue": "gpu"}
     values.update(PRESETS.get(preset, {}))
     return render(request, "gans/new.html", _form(db, principal, values, {}))

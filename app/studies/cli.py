@@ -52,7 +52,10 @@ def _owner_id(db: Session, username: str | None) -> int:
 
 @study_cli.command("import-ratings")
 def import_ratings_command(
-    file: Annotated[Path, typer.Argument(help="CSV with reader, image, truth, answer columns")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="CSV with reader, image, truth, answer columns, or an iMRMC .imrmc"),
+    ],
     name: Annotated[str, typer.Option("--name", help="name of the new study")],
     owner: Annotated[
         str | None, typer.Option("--owner", help="researcher who owns it (default: first admin)")
@@ -60,7 +63,8 @@ def import_ratings_command(
 ) -> None:
     """Import ratings collected elsewhere as a new study; prints only its id."""
     from app.db import session_scope
-    from app.studies.imports import ImportRatingsError, import_ratings
+    from app.domain.imrmc_format import looks_like_imrmc
+    from app.studies.imports import ImportRatingsError, import_imrmc, import_ratings
 
     try:
         text = file.read_text(encoding="utf-8-sig")
@@ -70,7 +74,11 @@ def import_ratings_command(
         _fail(f"Cannot read {file} as UTF-8 text: {exc}")
     try:
         with session_scope() as db:
-            study = import_ratings(db, owner_id=_owner_id(db, owner), name=name, csv_text=text)
+            owner_id = _owner_id(db, owner)
+            if file.suffix.lower() == ".imrmc" or looks_like_imrmc(text):
+                study = import_imrmc(db, owner_id=owner_id, name=name, text=text)
+            else:
+                study = import_ratings(db, owner_id=owner_id, name=name, csv_text=text)
             study_id = study.id
     except ImportRatingsError as exc:
         _fail(f"Nothing was imported; {len(exc.errors)} problem(s) in {file}:", *exc.errors)

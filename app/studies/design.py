@@ -32,7 +32,11 @@ class ReadingOptions:
     time_limit_s: int | None = None
     practice_feedback: bool = True
     margin: float = 0.10
-    uncertain_policy: Literal["wrong", "excluded"] = "wrong"
+    # Pre-registered analysis. "uncertain" left out by default: counted as wrong, a reader who
+    # often says "uncertain" drifts towards 50% and looks as if they cannot tell.
+    uncertain_policy: Literal["wrong", "excluded"] = "excluded"
+    # The two-sided exact binomial test by default; one-sided "greater" only if pre-registered.
+    binomial_alternative: Literal["two-sided", "greater"] = "two-sided"
 
     @property
     def answer_choices(self) -> tuple[str, ...]:

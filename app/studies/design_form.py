@@ -14,6 +14,7 @@ from app.domain.reader_study import StudyDesign
 from app.studies.design import DisplayOptions, ReadingOptions, SecondQuestion
 
 MAX_SEED = 2**31 - 1
+DEFAULT_CONFIDENCE = "1-5"
 
 
 @dataclass
@@ -81,12 +82,16 @@ def parse_design_form(form: Mapping[str, str], image_set_ids: list[str]) -> Desi
     answers = form.get("answers") or "real_fake_uncertain"
     if answers not in {"real_fake", "real_fake_uncertain"}:
         errors["answers"] = "Choose the answer options."
-    confidence = form.get("confidence") or "none"
+    # 1-5 unless asked otherwise: without a confidence scale a study has no ROC, AUC or MRMC.
+    confidence = form.get("confidence") or DEFAULT_CONFIDENCE
     if confidence not in {"none", "1-5", "0-100"}:
         errors["confidence"] = "Choose a confidence scale."
-    policy = form.get("uncertain_policy") or "wrong"
+    policy = form.get("uncertain_policy") or "excluded"
     if policy not in {"wrong", "excluded"}:
         errors["uncertain_policy"] = "Choose how 'uncertain' is counted."
+    alternative = form.get("binomial_alternative") or "two-sided"
+    if alternative not in {"two-sided", "greater"}:
+        errors["binomial_alternative"] = "Choose the binomial test."
 
     display_size = _number(
         form, "display_size", DEFAULT_DISPLAY_SIZE, MIN_DISPLAY_SIZE, MAX_DISPLAY_SIZE, errors
@@ -139,6 +144,7 @@ def parse_design_form(form: Mapping[str, str], image_set_ids: list[str]) -> Desi
         practice_feedback=_checked(form, "practice_feedback"),
         margin=margin,
         uncertain_policy=policy,  # type: ignore[arg-type]
+        binomial_alternative=alternative,  # type: ignore[arg-type]
     )
     problems = parsed.design.validate()
     if problems:

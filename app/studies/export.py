@@ -39,6 +39,9 @@ def csv_safe(value: object) -> str:
         text = "true" if value else "false"
     elif isinstance(value, datetime):
         text = value.isoformat()
+    elif isinstance(value, float) and value.is_integer():
+        # Confidence is stored as a float: a 1-5 rating of 4 reads "4", as the reader gave it.
+        text = str(int(value))
     else:
         text = str(value)
     return "'" + text if text.startswith(FORMULA_TRIGGERS) else text

@@ -94,3 +94,36 @@ def import_ratings(db: Session, *, owner_id: int, name: str, csv_text: str) -> S
         ],
     )
     return study
+
+
+def import_imrmc(db: Session, *, owner_id: int, name: str, text: str) -> Study:
+    """Create an imported study from an iMRMC input file (see app/domain/imrmc_format.py),
+    or nothing at all: a bad file raises ImportRatingsError naming each problem's line."""
+    from app.domain.imrmc_format import parse_imrmc, ratings_from_imrmc
+
+    parsed = parse_imrmc(text)
+    errors = name_problems(name) + parsed.errors
+    ratings = ratings_from_imrmc(parsed, text) if parsed.ok else []
+    errors += _too_long(ratings) + _truth_conflicts(ratings)
+    if errors:
+        raise ImportRatingsError(errors)
+    study = Study(name=name.strip(), owner_id=owner_id, kind=StudyKind.imported, design={})
+    db.add(study)
+    db.flush()
+    db.execute(
+        insert(ExternalRating),
+        [
+            {
+                "study_id": study.id,
+                "reader": r.reader,
+                "image": r.image,
+                "truth": r.truth,
+                "answer": r.answer,
+                "confidence": r.confidence,
+                "reason": None,
+                "source": r.source,
+            }
+            for r in ratings
+        ],
+    )
+    return study

@@ -13,13 +13,15 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.domain.power import SampleSizePlan, plan_sample_size
+from app.domain.mrmc_design import mrmc_section
+from app.domain.power import StudyPlan, plan_study
 from app.domain.statistics import (
+    BinomialAlternative,
     Rating,
     UncertainPolicy,
     first_presentations,
@@ -29,6 +31,10 @@ from app.models import Study, StudyKind
 from app.studies.blinding_gate import methods_line
 from app.studies.design import load_design
 from app.studies.ratings import ImageRef, answer_rows, image_refs, natural_key, study_ratings
+from app.studies.results_cache import cached_by_study_state, cached_for_state
+from app.web.charts import label_width, short_label
+
+T = TypeVar("T")
 
 POLICIES: tuple[UncertainPolicy, ...] = ("wrong", "excluded")
 POLICY_TITLES = {"wrong": "'uncertain' counts as wrong", "excluded": "'uncertain' left out"}
@@ -45,19 +51,34 @@ def study_options(study: Study) -> tuple[UncertainPolicy, float]:
     return reading.uncertain_policy, reading.margin
 
 
+def study_alternative(study: Study) -> BinomialAlternative:
+    """The binomial test a study pre-registered: two-sided unless it chose one-sided."""
+    return load_design(study.design or {}).reading.binomial_alternative
+
+
 def resolve_policy(study: Study, requested: str | None) -> UncertainPolicy:
     if requested in POLICIES:
         return requested  # type: ignore[return-value]
     return study_options(study)[0]
 
 
+# Cached per study state (app/studies/results_cache.py): a results page of 20 readers x 500
+# images took about 2 s, most of it here; any new answer changes the key.
+@cached_by_study_state
 def statistics_for(
     db: Session, study: Study, policy: UncertainPolicy | None = None
 ) -> tuple[list[Rating], dict[str, Any]]:
     """The study's ratings and study_statistics() under ``policy`` (default: the study's)."""
     preregistered, margin = study_options(study)
     ratings = study_ratings(db, study)
-    stats = study_statistics(ratings, policy=policy or preregistered, margin=margin)
+    stats = study_statistics(
+        ratings,
+        policy=policy or preregistered,
+        margin=margin,
+        alternative=study_alternative(study),
+    )
+    # Multi-reader multi-case ROC analysis of the confidence ratings (independent of policy).
+    stats["mrmc"] = mrmc_section(ratings)
     blinding = methods_line(study)
     if blinding:
         # The methods travel with the results page and stats.json, so the gate's verdict and
@@ -82,6 +103,10 @@ class PlotRow:
     x_high: float | None
     pooled: bool = False
 
+    @property
+    def short_label(self) -> str:
+        return short_label(self.label)
+
 
 @dataclass(frozen=True)
 class ForestPlot:
@@ -104,17 +129,17 @@ class ForestPlot:
 
 _ROW_H = 24
 _TOP = 12
-_LEFT = 120
-_WIDTH = 720
+_LEFT = 120  # at least: the label column grows with the longest label ("ca-baseline-128px")
+_SPAN = 490  # the 0..1 axis, the same in every plot
 _RIGHT_TEXT = 110  # room for "0.625 (n=40)" right of the plot
 
 
-def _px(p: float) -> float:
-    return _LEFT + p * (_WIDTH - _LEFT - _RIGHT_TEXT)
+def _px(p: float, left: int = _LEFT) -> float:
+    return left + p * _SPAN
 
 
-def _x(p: float | None) -> float | None:
-    return None if p is None else _px(p)
+def _x(p: float | None, left: int = _LEFT) -> float | None:
+    return None if p is None else _px(p, left)
 
 
 # label, n, estimate, 95% low, 95% high, pooled
@@ -125,25 +150,26 @@ def forest_plot(
     items: Sequence[Estimate], *, title: str, x_label: str, margin: float
 ) -> ForestPlot:
     """One row per estimate, on a fixed 0..1 axis so plots of different studies compare."""
+    left = max(_LEFT, label_width(item[0] for item in items))
     rows = [
-        PlotRow(label, n, est, low, high, _TOP + (i + 0.5) * _ROW_H, _x(est), _x(low), _x(high),
-                pooled)
+        PlotRow(label, n, est, low, high, _TOP + (i + 0.5) * _ROW_H, _x(est, left),
+                _x(low, left), _x(high, left), pooled)
         for i, (label, n, est, low, high, pooled) in enumerate(items)
     ]  # fmt: skip
     axis_y = _TOP + max(len(rows), 1) * _ROW_H + 4
     return ForestPlot(
         title=title,
         x_label=x_label,
-        width=_WIDTH,
+        width=left + _SPAN + _RIGHT_TEXT,
         height=int(axis_y + 44),
-        left=_LEFT,
-        right=int(_px(1.0)),
+        left=left,
+        right=int(_px(1.0, left)),
         top=_TOP,
         axis_y=axis_y,
         rows=rows,
-        ticks=[(_px(t / 10), f"{t / 10:.1f}") for t in range(0, 11, 2)],
-        chance_x=_px(0.5),
-        band=(_px(0.5 - margin), _px(0.5 + margin)),
+        ticks=[(_px(t / 10, left), f"{t / 10:.1f}") for t in range(0, 11, 2)],
+        chance_x=_px(0.5, left),
+        band=(_px(0.5 - margin, left), _px(0.5 + margin, left)),
         band_label=f"equivalence margin {0.5 - margin:.2f}-{0.5 + margin:.2f}",
     )
 
@@ -160,7 +186,8 @@ def reader_plot(stats: Mapping[str, Any]) -> ForestPlot:
         items.append(("pooled", n, pooled["accuracy"], pooled["ci_low"], pooled["ci_high"], True))
     return forest_plot(
         items,
-        title="Accuracy per reader with Wilson 95% interval (pooled: GEE 95% interval)",
+        title="Accuracy per reader with Wilson 95% interval (pooled: 95% interval for readers "
+        "and images)",
         x_label="accuracy (proportion of answers correct)",
         margin=stats["margin"],
     )
@@ -170,12 +197,12 @@ def source_plot(stats: Mapping[str, Any]) -> ForestPlot | None:
     if not stats["by_source"]:
         return None
     items: list[Estimate] = [
-        (name, s["n"], s["accuracy"], s["wilson_low"], s["wilson_high"], False)
+        (name, s["n"], s["accuracy"], s["ci_low"], s["ci_high"], False)
         for name, s in stats["by_source"].items()
     ]
     return forest_plot(
         items,
-        title="Synthetic images detected, per source, with Wilson 95% interval",
+        title="Synthetic images detected, per source, with 95% interval for readers and images",
         x_label="share of synthetic images called fake (proportion)",
         margin=stats["margin"],
     )
@@ -329,56 +356,100 @@ def filter_reasons(reasons: Iterable[Reason], query: str | None) -> list[Reason]
 
 @dataclass(frozen=True)
 class PlannerView:
-    margin: float
-    power: float
-    readers: int
-    plan: SampleSizePlan | None
-    n_scored: int
+    plan: StudyPlan | None
+    n_decisive: int
     problem: str | None = None
 
     @property
     def enough(self) -> bool:
-        return self.plan is not None and self.n_scored >= self.plan.n_answers
+        # The page analyses a TOST per reader: "enough" means each of those has the power.
+        return self.plan is not None and self.plan.per_reader_enough
 
 
-@lru_cache(maxsize=64)
-def _plan(margin: float, readers: int) -> SampleSizePlan:
+@lru_cache(maxsize=256)
+def _plan(
+    margin: float,
+    decisive: tuple[tuple[str, int], ...],
+    icc_reader: float | None,
+    icc_image: float | None,
+) -> StudyPlan:
     # Exact enumeration takes up to a fraction of a second for small margins; pages repeat it.
-    return plan_sample_size(0.5, margin, power=PLANNED_POWER, readers=readers)
+    return plan_study(
+        margin, decisive, icc_reader=icc_reader, icc_image=icc_image, power=PLANNED_POWER
+    )
 
 
 def sample_size(stats: Mapping[str, Any]) -> PlannerView:
-    """Answers needed for the TOST to show "cannot tell" with 80% power if accuracy is 0.5."""
-    readers = max(1, len(stats["readers"]))
-    n_scored = sum(r["n"] for r in stats["readers"])
+    """Power of each reader's TOST, and images per reader for the pooled question, when
+    readers truly perform at chance; ICCs from the pooled interval where it estimated them."""
+    decisive = tuple((r["reader"], int(r["n_decisive"])) for r in stats["readers"])
+    pooled = stats["pooled"]
+    icc = (pooled.get("icc_reader"), pooled.get("icc_image"))
+    if None in icc:
+        icc = (None, None)
+    n_decisive = sum(n for _, n in decisive)
     try:
-        plan = _plan(float(stats["margin"]), readers)
+        # Rounded, so that the cache is hit by pages with the same study.
+        plan = _plan(
+            float(stats["margin"]),
+            decisive,
+            None if icc[0] is None else round(icc[0], 3),
+            None if icc[1] is None else round(icc[1], 3),
+        )
     except ValueError as exc:
-        return PlannerView(stats["margin"], PLANNED_POWER, readers, None, n_scored, str(exc))
-    return PlannerView(stats["margin"], PLANNED_POWER, readers, plan, n_scored)
+        return PlannerView(None, n_decisive, str(exc))
+    return PlannerView(plan, n_decisive)
 
 
 # --- the page ---------------------------------------------------------------------------------
 
 
-def _reasons_view(rows: Iterable[Mapping[str, Any]], query: str | None) -> dict[str, Any]:
+def page_of(items: Sequence[T], page: int, size: int) -> tuple[Sequence[T], int, int]:
+    """Items of 1-based ``page`` (clamped to the pages there are), that page and the number of
+    pages (at least 1, so an empty list still has a page to show)."""
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    n_pages = max(1, math.ceil(len(items) / size))
+    page = min(max(1, page), n_pages)
+    return items[(page - 1) * size : page * size], page, n_pages
+
+
+def _reasons_view(
+    rows: Iterable[Mapping[str, Any]], query: str | None, page: int = 1
+) -> dict[str, Any]:
     reasons = reasons_from(rows)
     found = filter_reasons(reasons, query)
+    shown, page, n_pages = page_of(found, page, REASONS_SHOWN)
+    first = (page - 1) * REASONS_SHOWN
     return {
-        "reasons": found[:REASONS_SHOWN],
+        "reasons": shown,
         "n_reasons": len(reasons),
         "n_found": len(found),
         "q": query or "",
+        "reasons_page": page,
+        "reasons_pages": n_pages,
+        "reasons_first": first + 1 if shown else 0,
+        "reasons_last": first + len(shown),
     }
 
 
+def _answer_rows(db: Session, study: Study) -> list[dict[str, Any]]:
+    # The page reads times and reasons from every answer row: cached like the statistics.
+    return cached_for_state(db, study, "answer_rows", lambda: answer_rows(db, study))
+
+
 def results_context(
-    db: Session, study: Study, policy: UncertainPolicy, query: str | None = None
+    db: Session,
+    study: Study,
+    policy: UncertainPolicy,
+    query: str | None = None,
+    reasons_page: int = 1,
 ) -> dict[str, Any]:
     """Everything templates/studies/results.html renders."""
     preregistered, _margin = study_options(study)
     ratings, stats = statistics_for(db, study, policy)
-    rows = answer_rows(db, study)
+    rows = _answer_rows(db, study)
+    refs = cached_for_state(db, study, "image_refs", lambda: image_refs(db, study))
     return {
         "study": study,
         "imported": study.kind is StudyKind.imported,
@@ -392,14 +463,15 @@ def results_context(
         "n_repeats": sum(r.repeat for r in ratings),
         "reader_plot": reader_plot(stats),
         "source_plot": source_plot(stats),
-        "gallery": fooling_gallery(ratings, stats, image_refs(db, study))[:GALLERY_SIZE],
+        "gallery": fooling_gallery(ratings, stats, refs)[:GALLERY_SIZE],
         "n_synthetic_images": len(stats["fooling_rates"]),
         "times": answer_time_histogram(r["duration_ms"] for r in rows if not r["practice"]),
         "planner": sample_size(stats),
-        **_reasons_view(rows, query),
+        "mrmc": stats["mrmc"],
+        **_reasons_view(rows, query, reasons_page),
     }
 
 
-def reasons_context(db: Session, study: Study, query: str | None) -> dict[str, Any]:
-    """Only what the reasons fragment needs, for the htmx search."""
-    return {"study": study, **_reasons_view(answer_rows(db, study), query)}
+def reasons_context(db: Session, study: Study, query: str | None, page: int = 1) -> dict[str, Any]:
+    """Only what the reasons fragment needs, for the htmx search and its pages."""
+    return {"study": study, **_reasons_view(_answer_rows(db, study), query, page)}

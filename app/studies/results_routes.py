@@ -23,6 +23,7 @@ router = APIRouter(prefix="/studies")
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 PolicyQuery = Annotated[Literal["wrong", "excluded"] | None, Query()]
 SearchQuery = Annotated[str, Query(max_length=200)]
+PageQuery = Annotated[int, Query(ge=1, le=1_000_000)]
 
 
 def _results() -> ModuleType:
@@ -92,19 +93,26 @@ def results_page(
     principal: Researcher,
     uncertain: PolicyQuery = None,
     q: SearchQuery = "",
+    reasons_page: PageQuery = 1,
 ) -> Response:
     study = study_for(db, study_id, principal)
     results = _results()
     policy = results.resolve_policy(study, uncertain)
-    return render(request, "studies/results.html", results.results_context(db, study, policy, q))
+    context = results.results_context(db, study, policy, q, reasons_page)
+    return render(request, "studies/results.html", context)
 
 
 @router.get("/{study_id}/results/reasons")
 def reasons_fragment(
-    request: Request, study_id: int, db: DbDep, principal: Researcher, q: SearchQuery = ""
+    request: Request,
+    study_id: int,
+    db: DbDep,
+    principal: Researcher,
+    q: SearchQuery = "",
+    reasons_page: PageQuery = 1,
 ) -> Response:
     study = study_for(db, study_id, principal)
-    context = _results().reasons_context(db, study, q)
+    context = _results().reasons_context(db, study, q, reasons_page)
     return render(request, "studies/results.html", context, block="reasons")
 
 

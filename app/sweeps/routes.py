@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from app.auth.service import Principal
 from app.datasets import service as datasets
+from app.datasets.choice import main_dataset_id
 from app.deps import DbDep, Researcher
 from app.evaluation.options import CLASSIFIER_PRESETS
 from app.gans.options import PRESETS as GAN_PRESETS
@@ -66,7 +67,10 @@ def _form(
 
 @router.get("")
 def sweep_list(request: Request, db: DbDep, principal: Researcher) -> Response:
-    return render(request, "sweeps/list.html", _form(db, principal, dict(DEFAULTS), {}))
+    context = _form(db, principal, dict(DEFAULTS), {})
+    chosen = main_dataset_id(context["datasets"])
+    context["values"]["dataset"] = "" if chosen is None else str(chosen)
+    return render(request, "sweeps/list.html", context)
 
 
 @router.post("")

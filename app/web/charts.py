@@ -182,6 +182,17 @@ def _label_width(names: Iterable[str]) -> float:
     return round(16 + max((_text_width(_short(n)) for n in names), default=0))
 
 
+def label_width(names: Iterable[str]) -> int:
+    """Room, in px at the 12px label font, for the longest of ``names`` as ``short_label``
+    shows it: other server-rendered plots size their label column with it."""
+    return int(_label_width(names))
+
+
+def short_label(name: str) -> str:
+    """``name`` cut to MAX_LABEL_CHARS with an ellipsis; pair it with a <title> of the name."""
+    return _short(name)
+
+
 def _f(x: float) -> str:
     return f"{x:.1f}".removesuffix(".0")
 

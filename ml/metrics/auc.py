@@ -16,14 +16,16 @@ ROC_POINTS = 200
 
 
 def label_aucs(
-    y_true: np.ndarray, scores: np.ndarray, names: Sequence[str]
+    y_true: np.ndarray, scores: np.ndarray, names: Sequence[str], min_per_class: int = 1
 ) -> dict[str, float | None]:
-    """AUC per label; None where the known labels hold only one class."""
+    """AUC per label; None where the known labels hold fewer than ``min_per_class`` of either
+    class (with the default 1: where they hold only one class)."""
     out: dict[str, float | None] = {}
     for j, name in enumerate(names):
         known = ~np.isnan(y_true[:, j])
         y = y_true[known, j]
-        if y.size == 0 or np.unique(y).size < 2:
+        _, counts = np.unique(y, return_counts=True)
+        if counts.size < 2 or int(counts.min()) < min_per_class:
             out[name] = None
         else:
             out[name] = float(roc_auc_score(y, scores[known, j]))

@@ -59,6 +59,9 @@ CLASSIFIER = "classifier.pt"
 RESULT = "result.json"
 NONE_POSITIVE = "none positive"
 EVAL_BATCH = 64
+# One image of a class makes the validation AUC a single comparison (0, 0.5 or 1), not an
+# estimate: selecting checkpoints on it would pick noise, so it counts as undefined.
+VAL_MIN_PER_CLASS = 2
 # Augmentation magnitudes: small enough that anatomy stays plausible on a radiograph.
 MAX_ROTATION_DEG = 10.0
 MAX_TRANSLATION = 0.08  # fraction of the image side
@@ -586,7 +589,9 @@ def _train(
         val = None
         if data.val is not None:
             scores = _split_scores(run.model, data.val, run.task)
-            val = macro_auc(label_aucs(data.val.targets, scores, data.names))
+            val = macro_auc(
+                label_aucs(data.val.targets, scores, data.names, min_per_class=VAL_MIN_PER_CLASS)
+            )
         state.epoch = epoch
         state.stopped_early = _select(run, val, data.val is not None)
         record = {
@@ -663,7 +668,8 @@ def _notes(data: _Data, auc: dict[str, float | None], selection: str) -> list[st
         notes.append("The dataset has no 'val' split: the last epoch's model is tested.")
     elif selection == "last_epoch":
         notes.append(
-            "No label has both classes in the 'val' split, so there is no validation AUC: "
+            f"No label has {VAL_MIN_PER_CLASS} or more images of each class in the 'val' split, "
+            "so there is no validation AUC: "
             "the last epoch's model is tested."
         )
     for name, value in auc.items():

@@ -1,4 +1,5 @@
-// The reading page: keyboard answers, zoom and pan, window/level, and the reading time.
+// The reading page: keyboard answers, zoom and pan, window/level, grey-scale inversion, full
+// screen, and the reading time.
 // Loaded with <script defer>; the CSP forbids inline code. Everything is bound to
 // #reading-panel, which htmx replaces after every answer, so binding happens again on htmx:load.
 // An answer whose request fails in transit or gets 500/502/503/504 is sent again with backoff
@@ -12,6 +13,11 @@
   const RETRY_STATUS = new Set([500, 502, 503, 504]);
   const MAX_RETRIES = 6; // about 25 s of backoff in all, then the reader decides
   let st = null; // the panel now shown and its viewer state
+  // The reader's own display choice, kept across images (each answer swaps the panel) and
+  // reloads. A CSS filter on the shown image: the served bytes never change.
+  const INVERT_KEY = "synthbench.reader.invert";
+  let inverted = false;
+  try { inverted = sessionStorage.getItem(INVERT_KEY) === "true"; } catch (_) { /* storage off */ }
 
   const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
   const checked = (form, name) => {
@@ -65,8 +71,34 @@
     });
     q("#zoom-toggle").addEventListener("click", () => toggleZoom(s));
     q("#view-reset").addEventListener("click", () => resetView(s));
+    q("#invert-toggle").addEventListener("click", () => setInverted(s, !inverted));
+    q("#fullscreen-toggle").addEventListener("click", () => toggleFullscreen());
+    setInverted(s, inverted);
+    showFullscreen();
     bindViewer(s);
   }
+
+  function setInverted(s, on) {
+    inverted = on;
+    try { sessionStorage.setItem(INVERT_KEY, String(on)); } catch (_) { /* storage off */ }
+    s.stage.classList.toggle("inverted", on);
+    s.panel.querySelector("#invert-toggle").setAttribute("aria-pressed", String(on));
+  }
+
+  // Full screen holds <main>, not the panel: htmx replaces the panel after every answer, and
+  // a replaced full-screen element would drop the reader out of full screen each time.
+  function toggleFullscreen() {
+    const main = document.querySelector("main");
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+    else if (main && main.requestFullscreen) main.requestFullscreen().catch(() => {});
+  }
+
+  function showFullscreen() {
+    const button = document.querySelector("#fullscreen-toggle");
+    if (button) button.setAttribute("aria-pressed", String(Boolean(document.fullscreenElement)));
+    if (st) apply(st); // the viewer changed size: keep the zoomed image covering it
+  }
+  document.addEventListener("fullscreenchange", showFullscreen);
 
   function confidenceSet(s) {
     const scale = s.panel.dataset.confidenceScale;
@@ -285,6 +317,10 @@
       toggleZoom(s);
     } else if (key === "x") {
       resetView(s);
+    } else if (key === "i") {
+      setInverted(s, !inverted);
+    } else if (key === "g") {
+      toggleFullscreen();
     } else if (key === "w") {
       wHeld = true;
     }

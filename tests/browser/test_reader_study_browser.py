@@ -20,7 +20,7 @@ from app.demo_content import real_zip, synthetic_zip
 from ml.data.collections import available_collections
 
 pytestmark = pytest.mark.browser
-N_IMAGES = 6  # scored; 17% repeats round up to 2, so each reader sees 8
+N_IMAGES = 6  # scored; 34% repeats round to 2, so each reader sees 8
 
 
 def _upload(page: Page, name: str, origin: str, path: Path) -> None:
@@ -87,7 +87,7 @@ def test_reader_study_end_to_end(
     page.get_by_label("Real CXR").check()
     page.get_by_label("PCA samples").check()
     page.get_by_label("Scored images per reader").fill(str(N_IMAGES))
-    page.get_by_label("Repeated images for consistency (%)").fill("17")
+    page.get_by_label("Repeated images for consistency (%)").fill("34")
     page.get_by_label("Confidence scale").select_option("1-5")
     page.get_by_role("button", name="Create study").click()
     expect(page.locator("#counts")).to_have_text("3 real + 3 synthetic")

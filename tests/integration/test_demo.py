@@ -149,7 +149,12 @@ def test_demo_pipeline_runs_every_step_once_through_the_queue(demo_env) -> None:
     assert counts.get("nearest_neighbours") == 1 and counts.get("attribution") == 1
     assert counts.get("evaluate_fidelity", 0) >= 1
     with session_scope() as db:
-        assert db.scalar(select(ImageSet).where(ImageSet.name == DEMO_SAMPLES)) is not None
+        samples = db.scalar(select(ImageSet).where(ImageSet.name.startswith(DEMO_SAMPLES)))
+        # The name counts the train split the GAN saw, not every demo X-ray.
+        n_train = db.scalar(select(Dataset).where(Dataset.name == DEMO_DATASET)).info["splits"]
+        assert samples.name == f"{DEMO_SAMPLES} (trained on {n_train['train']} demo X-rays)"
+        gan = next(j for j in jobs if j.type == "train_gan")
+        assert gan.params["config"]["mirror"] is False  # a chest is not symmetric
         assert db.scalar(select(Dataset).where(Dataset.name == DEMO_SUBSET)).content_hash
         assert db.scalar(select(Sweep).where(Sweep.name == DEMO_SWEEP)) is not None
         assert db.scalar(select(Study.id).where(Study.name.startswith("Reader study: Demo")))

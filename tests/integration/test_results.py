@@ -99,13 +99,25 @@ def test_imported_ratings_results_exports_and_access(web: WebClient) -> None:
     url = response.headers["location"]
     study_id = int(re.fullmatch(r"/studies/(\d+)/results", url).group(1))
 
-    expected = study_statistics(parse_ratings_csv(RATINGS_CSV).ratings, policy="wrong")
+    # An imported study has no pre-registration: the default leaves "uncertain" out.
+    expected = study_statistics(parse_ratings_csv(RATINGS_CSV).ratings)
+    assert expected["policy"] == "excluded" and expected["alternative"] == "two-sided"
     page = web.get(url).text
-    assert "Policy in use: &#39;uncertain&#39; counts as wrong" in page
+    assert "Policy in use: &#39;uncertain&#39; left out" in page
     for reader in expected["readers"]:
         cells = _reader_cells(page, reader["reader"])
-        for column in ("n", "correct", "accuracy", "p_binomial", "p_holm", "p_tost", "auc"):
+        for column in ("n", "correct", "accuracy", "p_binomial", "p_holm", "p_tost", "auc",
+                       "n_decisive", "uncertain_share", "p_answer_depends_on_truth"):  # fmt: skip
             assert _as_number(cells[column]) == reader[column], (reader["reader"], column)
+        assert cells["below_chance"] == ("true" if reader["below_chance"] else "false")
+    assert "p binomial (two-sided)" in page and "p one-sided" not in page
+    assert f'data-uncertain-share="{expected["uncertain"]["share"]}"' in page
+    assert expected["pooled"]["method"].startswith("two-way crossed random effects")
+    for name, source in expected["by_source"].items():
+        row = re.search(rf'<tr data-source="{name}">(.*?)</tr>', page, re.S).group(1)
+        assert f'data-low="{source["ci_low"]}"' in row and f'data-high="{source["ci_high"]}"' in row
+    # Three readers with 6-8 decisive answers each: no reader's TOST has power.
+    assert 'data-enough="false"' in page and 'data-reader-power="R1" data-value="0.0"' in page
     pooled = expected["pooled"]
     assert f'data-pooled-accuracy="{pooled["accuracy"]}"' in page
     assert f'data-pooled-low="{pooled["ci_low"]}"' in page
@@ -117,14 +129,18 @@ def test_imported_ratings_results_exports_and_access(web: WebClient) -> None:
 
     stats = web.get(f"/studies/{study_id}/stats.json").json()
     assert stats.pop("study") == {"id": study_id, "name": "Paper study", "kind": "imported"}
+    # The MRMC section comes from app.domain.mrmc_design (tests/unit/test_mrmc.py).
+    assert set(stats.pop("mrmc")) >= {"available"}
     assert stats == expected
 
-    # Leaving "uncertain" out: R2 loses two answers, and the page says which policy it shows.
-    excluded = web.get(f"{url}?uncertain=excluded").text
-    assert _reader_cells(excluded, "R2")["n"] == "6" and _reader_cells(page, "R2")["n"] == "8"
-    assert "sensitivity analysis" in excluded
-    as_json = web.get(f"/studies/{study_id}/stats.json?uncertain=excluded").json()
-    assert as_json["readers"][1]["n"] == 6 and as_json["policy"] == "excluded"
+    # Counting "uncertain" as wrong: R2 keeps both uncertain answers in n (but not in the
+    # TOST), and the page says it is not the pre-registered policy.
+    wrong = web.get(f"{url}?uncertain=wrong").text
+    assert _reader_cells(wrong, "R2")["n"] == "8" and _reader_cells(page, "R2")["n"] == "6"
+    assert _reader_cells(wrong, "R2")["p_tost"] == _reader_cells(page, "R2")["p_tost"]
+    assert "sensitivity analysis" in wrong
+    as_json = web.get(f"/studies/{study_id}/stats.json?uncertain=wrong").json()
+    assert as_json["readers"][1]["n"] == 8 and as_json["policy"] == "wrong"
 
     fragment = web.get(f"{url}/reasons", params={"q": "BLURRY"}, headers={"HX-Request": "true"})
     assert fragment.status_code == 200 and 'id="reasons-list"' in fragment.text
@@ -254,6 +270,23 @@ def test_reading_study_ratings_skip_practice_and_mark_repeats(web: WebClient) ->
     stats = web.get(f"/studies/{study_id}/stats.json").json()
     assert stats["margin"] == 0.15 and stats["readers"][0]["n_repeats"] == 1
     assert json.dumps(stats)  # plain JSON all the way down
+
+
+def test_preregistered_one_sided_test_is_shown_beside_the_two_sided(web: WebClient) -> None:
+    study_id, _ = _reading_study("alice")
+    with session_scope() as db:
+        study = db.get(Study, study_id)
+        reading = {"margin": 0.15, "binomial_alternative": "greater", "uncertain_policy": "wrong"}
+        study.design = {"reading": reading}
+    web.login("alice", "alice-password")
+    page = web.get(f"/studies/{study_id}/results").text
+    assert "p one-sided (pre-registered)" in page and "This is the study" in page
+    cells = _reader_cells(page, "R01")
+    # R01: 2 of 3 correct; two-sided 1.0, one-sided P(X >= 2 | 3, 0.5) = 0.5.
+    assert float(cells["p_binomial"]) == 1.0 and float(cells["p_binomial_greater"]) == 0.5
+    stats = web.get(f"/studies/{study_id}/stats.json").json()
+    assert stats["alternative"] == "greater" and stats["policy"] == "wrong"
+    assert stats["readers"][0]["p_holm_greater"] == 0.5
 
 
 def test_page_builders_without_a_database() -> None:

@@ -47,16 +47,18 @@ def test_import_then_stats_as_json(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data.pop("study") == {"id": int(study_id), "name": "Paper study", "kind": "imported"}
-    assert data == study_statistics(parse_ratings_csv(RATINGS).ratings, policy="wrong")
+    assert data.pop("mrmc")["design"] == "real-vs-synthetic"
+    # No pre-registration for an imported study: "uncertain" is left out by default.
+    assert data == study_statistics(parse_ratings_csv(RATINGS).ratings, policy="excluded")
     first = data["readers"][0]
     assert {"reader", "n", "correct", "accuracy", "wilson_low", "wilson_high", "p_binomial",
             "p_holm", "p_tost", "n_uncertain"} <= first.keys()  # fmt: skip
     assert {"accuracy", "ci_low", "ci_high"} <= data["pooled"].keys() and "fleiss_kappa" in data
 
-    excluded = run_cli(env, "study", "stats", study_id, "--json", "--uncertain", "excluded")
-    assert excluded.returncode == 0, excluded.stderr
-    assert [r["n"] for r in json.loads(excluded.stdout)["readers"]] == [3, 3, 4]
-    assert [r["n"] for r in data["readers"]] == [4, 4, 4]
+    wrong = run_cli(env, "study", "stats", study_id, "--json", "--uncertain", "wrong")
+    assert wrong.returncode == 0, wrong.stderr
+    assert [r["n"] for r in json.loads(wrong.stdout)["readers"]] == [4, 4, 4]
+    assert [r["n"] for r in data["readers"]] == [3, 3, 4]
 
     missing = run_cli(env, "study", "stats", "999", "--json")
     assert missing.returncode == 1 and missing.stdout == ""

@@ -79,3 +79,18 @@ def test_fractional_image_count_is_refused() -> None:
     assert parse_design_form({**GOOD, "n_images": "10.5"}, ["1"]).errors == {
         "n_images": "Enter a whole number."
     }
+
+
+def test_preregistered_analysis_defaults_and_options() -> None:
+    # Issue 18: "uncertain" left out and the two-sided binomial test unless pre-registered.
+    default = parse_design_form(GOOD, ["1"]).reading
+    assert (default.uncertain_policy, default.binomial_alternative) == ("excluded", "two-sided")
+    chosen = {**GOOD, "uncertain_policy": "wrong", "binomial_alternative": "greater"}
+    reading = parse_design_form(chosen, ["1"]).reading
+    assert (reading.uncertain_policy, reading.binomial_alternative) == ("wrong", "greater")
+    bad = parse_design_form({**GOOD, "binomial_alternative": "less"}, ["1"])
+    assert not bad.ok and "binomial_alternative" in bad.errors
+    # A study stored before the option existed reads as two-sided.
+    assert load_design({"reading": {"uncertain_policy": "wrong"}}).reading.binomial_alternative == (
+        "two-sided"
+    )

@@ -225,9 +225,12 @@ def test_short_studies_shrink_the_gap_but_never_repeat_back_to_back(n, share, ga
         assert all(a != b for a, b in pairwise(keys))
 
 
-def test_repeat_count_is_a_ceiling_without_float_noise():
+def test_repeat_count_is_the_nearest_whole_number_without_float_noise():
     assert repeat_count(100, 0.07) == 7
-    assert repeat_count(41, 0.1) == 5
+    assert repeat_count(41, 0.1) == 4
+    assert repeat_count(12, 0.17) == 2  # the design page's "17%" of 12; a ceiling gave 3
+    assert repeat_count(10, 0.05) == 1  # halves round up
+    assert repeat_count(40, 0.01) == 1  # a share above 0 repeats at least one image
     assert repeat_count(40, 0.0) == 0
 
 

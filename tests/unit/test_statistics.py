@@ -8,11 +8,13 @@ from sklearn.metrics import cohen_kappa_score, roc_auc_score
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 from statsmodels.stats.proportion import binom_tost, proportion_confint
 
+from app.domain.crossed_interval import crossed_interval
 from app.domain.statistics import (
     Rating,
     accuracy_by_source,
     cochran_q,
     cohen_kappa_pairs,
+    exact_independence_2xc,
     fake_score,
     fleiss_kappa,
     fooling_rates,
@@ -47,8 +49,13 @@ def test_reader_15_of_20_binomial_and_wilson():
     # P(X >= 15 | n=20, p=0.5) = (C(20,15)+...+C(20,20)) / 2^20
     tail = sum(math.comb(20, k) for k in range(15, 21)) / 2**20
     assert tail == pytest.approx(0.0206947, abs=1e-7)
-    assert s.p_binomial == pytest.approx(tail, rel=1e-12)
-    assert s.p_binomial == pytest.approx(binomtest(15, 20, 0.5, alternative="greater").pvalue)
+    # Two-sided by default: by symmetry at 0.5, twice the upper tail.
+    assert s.p_binomial == pytest.approx(2 * tail, rel=1e-12)
+    assert s.p_binomial == pytest.approx(binomtest(15, 20, 0.5).pvalue)
+    assert s.p_binomial_greater is None  # the one-sided test only where pre-registered
+    one_sided = reader_summary(with_correct("r1", 20, 15), alternative="greater")
+    assert one_sided.p_binomial_greater == pytest.approx(tail, rel=1e-12)
+    assert one_sided.p_binomial == s.p_binomial
     # Wilson score interval by its formula
     z = norm.ppf(0.975)
     centre = (15 + z**2 / 2) / (20 + z**2)
@@ -74,7 +81,12 @@ def test_policy_wrong_versus_excluded():
     assert (excluded.n, excluded.correct, excluded.n_uncertain) == (17, 12, 3)
     assert wrong.accuracy == pytest.approx(0.6)
     assert excluded.accuracy == pytest.approx(12 / 17)
-    assert excluded.p_binomial == pytest.approx(binomtest(12, 17, alternative="greater").pvalue)
+    assert excluded.p_binomial == pytest.approx(binomtest(12, 17).pvalue)
+    # Equivalence is on decisive answers whatever the policy.
+    assert wrong.p_tost == excluded.p_tost == pytest.approx(binom_tost(12, 17, 0.4, 0.6)[0])
+    assert (wrong.n_decisive, wrong.correct_decisive) == (17, 12)
+    # The default is "excluded".
+    assert reader_summary(ratings) == excluded
 
 
 def test_sensitivity_specificity_under_each_policy():
@@ -83,12 +95,14 @@ def test_sensitivity_specificity_under_each_policy():
     ratings = make_reader("r", answers, truths)
     wrong = reader_summary(ratings, policy="wrong")
     assert (wrong.sensitivity, wrong.specificity) == (2 / 4, 3 / 4)
-    # hits 2/4, false alarms = reals not called real = 1/4, log-linear corrected
-    expected = norm.ppf(2.5 / 5) - norm.ppf(1.5 / 5)
-    assert wrong.d_prime == pytest.approx(expected)
     excluded = reader_summary(ratings, policy="excluded")
     assert (excluded.sensitivity, excluded.specificity) == (2 / 3, 3 / 3)
-    assert excluded.d_prime == pytest.approx(norm.ppf(2.5 / 4) - norm.ppf(0.5 / 4))
+    # d' on decisive answers under either policy: hits 2 of 3 decisive fakes, false alarms 0 of
+    # 3 decisive reals, log-linear corrected. (It used to count the uncertain real as a false
+    # alarm under "wrong": norm.ppf(2.5 / 5) - norm.ppf(1.5 / 5).)
+    expected = norm.ppf(2.5 / 4) - norm.ppf(0.5 / 4)
+    assert excluded.d_prime == pytest.approx(expected)
+    assert wrong.d_prime == pytest.approx(expected)
 
 
 def test_all_uncertain_reader():
@@ -99,9 +113,13 @@ def test_all_uncertain_reader():
     assert excluded.wilson_low is None and excluded.wilson_high is None
     assert excluded.p_binomial is None and excluded.p_tost is None
     assert excluded.d_prime is None and excluded.auc is None
+    assert excluded.uncertain_share == 1.0 and not excluded.below_chance
     wrong = reader_summary(ratings, policy="wrong")
     assert (wrong.n, wrong.correct, wrong.accuracy) == (6, 0, 0.0)
-    assert wrong.p_binomial == pytest.approx(1.0)
+    # Two-sided: 0 of 6 is P = 2 / 2^6, but saying "uncertain" is not being below chance.
+    assert wrong.p_binomial == pytest.approx(binomtest(0, 6).pvalue) == pytest.approx(1 / 32)
+    assert not wrong.below_chance
+    assert wrong.p_tost is None and wrong.d_prime is None
     assert wrong.wilson_low == pytest.approx(0.0, abs=1e-12)
 
 
@@ -135,7 +153,7 @@ def test_auc_from_confidence_matches_sklearn():
     scores = [0.9, -0.3, 0.0, -0.8, 0.4, -0.2, 0.6, 0.0]
     assert [fake_score(r) for r in ratings] == scores
     expected = roc_auc_score([t == "fake" for t in truths], scores)
-    assert reader_summary(ratings).auc == pytest.approx(expected)
+    assert reader_summary(ratings, policy="wrong").auc == pytest.approx(expected)
     # fake-over-real pairs: 0.9 beats 4 reals, -0.3 beats 1, 0.0 beats 2 and ties 1, 0.6 beats 4
     assert expected == pytest.approx(11.5 / 16)
     excluded = [r for r, a in zip(ratings, answers, strict=True) if a != "uncertain"]
@@ -145,7 +163,7 @@ def test_auc_from_confidence_matches_sklearn():
         roc_auc_score(kept_truth, kept_scores)
     )
     missing = [*ratings[:-1], Rating("r", "img9", "real", "real")]
-    assert reader_summary(missing).auc is None
+    assert reader_summary(missing, policy="wrong").auc is None
 
 
 def test_repeats_excluded_from_accuracy_but_used_for_consistency():
@@ -200,14 +218,21 @@ def test_pooled_all_correct_and_empty():
     assert (empty.accuracy, empty.ci_low, empty.ci_high) == (None, None, None)
 
 
-def test_pooled_gee_balanced_three_readers():
+def test_pooled_balanced_three_readers_matches_two_way_anova():
     ratings = with_correct("a", 20, 14) + with_correct("b", 20, 12) + with_correct("c", 20, 10)
     pooled = pooled_accuracy(ratings)
-    assert "GEE" in pooled.method
-    # intercept-only GEE with equal cluster sizes solves to the raw proportion 36/60
-    assert pooled.accuracy == pytest.approx(0.6, abs=1e-6)
+    assert "crossed random effects" in pooled.method
+    assert pooled.accuracy == pytest.approx(0.6)
+    # Reference: two-way ANOVA without replication, readers x images, written out by hand.
+    y = np.array([[r.correct for r in ratings if r.reader == x] for x in "abc"], dtype=float)
+    var = _anova_variance_of_mean(y)
+    ms_reader = 20 * np.var(y.mean(axis=1), ddof=1)
+    assert ms_reader > 0
+    half = pooled.ci_high - pooled.accuracy
+    from scipy.stats import t
+
+    assert half == pytest.approx(t.ppf(0.975, pooled.df) * math.sqrt(var), rel=1e-9)
     assert 0 <= pooled.ci_low < 0.6 < pooled.ci_high <= 1
-    assert pooled.ci_high - pooled.ci_low < 0.5
 
 
 def test_fleiss_perfect_agreement_three_readers():
@@ -305,7 +330,10 @@ def test_study_statistics_is_strict_json():
     row_keys = {"reader", "n", "correct", "accuracy", "wilson_low", "wilson_high"}
     row_keys |= {"p_binomial", "p_holm", "p_tost", "n_uncertain", "d_prime", "auc"}
     assert all(row_keys <= set(row) for row in readers.values())
-    assert set(stats["pooled"]) == {"accuracy", "ci_low", "ci_high", "method"}
+    assert {"accuracy", "ci_low", "ci_high", "method", "icc_reader", "icc_image"} == set(
+        stats["pooled"]
+    ) - {"n", "df", "design_effect"}
+    assert stats["uncertain"]["n_uncertain"] == 20 and stats["alternative"] == "two-sided"
     assert readers["c"]["n"] == 0 and readers["c"]["p_holm"] is None
     expected = holm([readers["a"]["p_binomial"], readers["b"]["p_binomial"]])
     assert [readers["a"]["p_holm"], readers["b"]["p_holm"]] == pytest.approx(expected)
@@ -315,19 +343,204 @@ def test_study_statistics_is_strict_json():
     assert all(isinstance(v, str) and v for v in stats["methods"].values())
 
 
-def test_gee_interval_is_not_degenerate_when_readers_agree_in_accuracy() -> None:
-    # Both readers 3/5: the sandwich variance is exactly zero, which would print [0.6, 0.6].
-    # The interval must be at least the one for independent answers: for 6/10 that is
-    # logit(0.6) +/- 1.96 * sqrt(1 / (10 * 0.6 * 0.4)).
+def test_pooled_interval_is_not_degenerate_when_readers_agree_in_accuracy() -> None:
+    # Both readers 3/5 on the same images: no reader variation, but the images differ, so the
+    # interval must not collapse to [0.6, 0.6].
     ratings = [
         Rating(reader=reader, image=f"i{i}", truth="fake", answer="fake" if i in hits else "real")
         for reader, hits in (("a", {0, 1, 2}), ("b", {2, 3, 4}))
         for i in range(5)
     ]
     pooled = pooled_accuracy(ratings)
-    half = 1.959964 * math.sqrt(1 / (10 * 0.6 * 0.4))
-    logit = math.log(0.6 / 0.4)
     assert pooled.accuracy == pytest.approx(0.6)
-    assert pooled.ci_low == pytest.approx(1 / (1 + math.exp(-(logit - half))), abs=1e-3)
-    assert pooled.ci_high == pytest.approx(1 / (1 + math.exp(-(logit + half))), abs=1e-3)
-    assert "independent-answers" in pooled.method
+    assert pooled.ci_low < 0.6 < pooled.ci_high
+    assert pooled.icc_reader == 0.0
+
+
+# --- defaults a biostatistician would object to (issue 18) ----------------------------------
+
+
+def _anova_variance_of_mean(y: np.ndarray) -> float:
+    """Var of the grand mean of a complete readers x images table under the two-way random
+    model, from the ANOVA mean squares: (MS_R + MS_I - MS_E) / (R I), components >= 0."""
+    r, i = y.shape
+    grand = y.mean()
+    ms_r = i * np.sum((y.mean(axis=1) - grand) ** 2) / (r - 1)
+    ms_i = r * np.sum((y.mean(axis=0) - grand) ** 2) / (i - 1)
+    resid = y - y.mean(axis=1, keepdims=True) - y.mean(axis=0, keepdims=True) + grand
+    ms_e = np.sum(resid**2) / ((r - 1) * (i - 1))
+    var_r, var_i = max(0.0, (ms_r - ms_e) / i), max(0.0, (ms_i - ms_e) / r)
+    return float(var_r / r + var_i / i + ms_e / (r * i))
+
+
+def _reader_with(reader, n_correct, n_wrong, n_uncertain):
+    """Alternating real/fake images answered correct, then wrong, then uncertain."""
+    answers = ["correct"] * n_correct + ["wrong"] * n_wrong + ["uncertain"] * n_uncertain
+    flip = {"real": "fake", "fake": "real"}
+    ratings = []
+    for i, what in enumerate(answers):
+        truth = "fake" if i % 2 else "real"
+        answer = {"correct": truth, "wrong": flip[truth], "uncertain": "uncertain"}[what]
+        ratings.append(Rating(reader, f"img{i}", truth, answer))
+    return ratings
+
+
+def test_uncertain_answers_cannot_manufacture_equivalence():
+    # 80% correct on decisive answers, "uncertain" 40% of the time, n = 200.
+    ratings = _reader_with("r", 96, 24, 80)
+    # What the old default (uncertain = wrong, TOST on all answers) concluded: "cannot tell".
+    assert binom_tost(96, 200, 0.4, 0.6)[0] == pytest.approx(0.013, abs=5e-4)
+    s = reader_summary(ratings)
+    assert (s.n, s.correct, s.accuracy) == (120, 96, 0.8)
+    assert (s.n_answers, s.n_uncertain, s.uncertain_share) == (200, 80, 0.4)
+    assert s.p_binomial == pytest.approx(binomtest(96, 120).pvalue) and s.p_binomial < 1e-10
+    assert s.p_tost == pytest.approx(binom_tost(96, 120, 0.4, 0.6)[0]) and s.p_tost > 0.5
+    # Pre-registered "wrong" still scores accuracy 0.48, but equivalence stays on decisive answers.
+    wrong = reader_summary(ratings, policy="wrong")
+    assert wrong.accuracy == pytest.approx(0.48)
+    assert wrong.p_tost == s.p_tost
+    # Three categories: the uncertain answers fell equally on real and synthetic images, and
+    # the answer depends on the truth.
+    assert s.answers_by_truth == {
+        "real": {"real": 48, "fake": 12, "uncertain": 40},
+        "fake": {"real": 12, "fake": 48, "uncertain": 40},
+    }
+    assert s.p_answer_depends_on_truth < 1e-9
+    assert (
+        "never count towards equivalence"
+        in study_statistics(ratings, policy="wrong")["methods"]["uncertain_policy"]
+    )
+
+
+def test_all_uncertain_reader_has_no_d_prime():
+    ratings = _reader_with("r", 0, 0, 120)
+    # The old d' counted each uncertain fake as a miss and each uncertain real as a false alarm.
+    old = norm.ppf(0.5 / 61) - norm.ppf(60.5 / 61)
+    assert old == pytest.approx(-4.80, abs=0.005)
+    for policy in ("excluded", "wrong"):
+        s = reader_summary(ratings, policy=policy)
+        assert s.d_prime is None and s.p_tost is None and not s.below_chance
+    assert reader_summary(ratings).p_answer_depends_on_truth is None
+
+
+def test_inverted_reader_two_sided_and_flagged_below_chance():
+    s = reader_summary(_reader_with("r", 35, 85, 0))
+    assert s.p_binomial == pytest.approx(binomtest(35, 120, 0.5).pvalue)
+    assert s.p_binomial == pytest.approx(5.7e-6, rel=0.02)
+    assert s.below_chance
+    one_sided = reader_summary(_reader_with("r", 35, 85, 0), alternative="greater")
+    assert one_sided.p_binomial_greater == pytest.approx(1.0, abs=1e-5)  # the old p = 1.0
+    assert not reader_summary(_reader_with("r", 85, 35, 0)).below_chance
+    stats = study_statistics(_reader_with("r", 35, 85, 0))
+    assert stats["readers"][0]["below_chance"] is True
+
+
+def test_published_single_reader_779_of_1500():
+    s = reader_summary(_reader_with("r", 779, 721, 0), alternative="greater")
+    two_sided = binomtest(779, 1500, 0.5).pvalue
+    assert s.p_binomial == pytest.approx(two_sided)
+    # The one-sided p the study used to report is half of it (symmetric at 0.5).
+    assert s.p_binomial_greater == pytest.approx(two_sided / 2, rel=1e-9)
+    assert s.p_binomial == pytest.approx(0.14, abs=0.01) and not s.below_chance
+
+
+def test_holm_over_two_sided_and_one_sided_when_preregistered():
+    ratings = _reader_with("a", 70, 30, 0) + _reader_with("b", 35, 65, 0)
+    ratings += _reader_with("c", 50, 50, 0)
+    stats = study_statistics(ratings, alternative="greater")
+    rows = {r["reader"]: r for r in stats["readers"]}
+    two = [binomtest(k, 100).pvalue for k in (70, 35, 50)]
+    assert [rows[x]["p_holm"] for x in "abc"] == pytest.approx(holm(two))
+    one = [binomtest(k, 100, alternative="greater").pvalue for k in (70, 35, 50)]
+    assert [rows[x]["p_holm_greater"] for x in "abc"] == pytest.approx(holm(one))
+    assert rows["b"]["below_chance"] and not rows["a"]["below_chance"]
+    assert "pre-registered the one-sided" in stats["methods"]["binomial"]
+    default = study_statistics(ratings)
+    assert default["readers"][0]["p_binomial_greater"] is None
+    assert "two-sided" in default["methods"]["binomial"]
+
+
+def test_three_category_exact_test_against_scipy():
+    from scipy.stats import fisher_exact, random_table
+
+    table = [[6, 2, 3], [1, 7, 4]]
+    rows, cols = [11, 12], [7, 9, 7]
+    dist = random_table(rows, cols)
+    observed = dist.pmf(np.array(table))
+    expected = 0.0
+    for a in range(8):
+        for b in range(10):
+            c = 11 - a - b
+            if 0 <= c <= 7:
+                other = np.array([[a, b, c], [7 - a, 9 - b, 7 - c]])
+                p = dist.pmf(other)
+                expected += p if p <= observed * (1 + 1e-7) else 0
+    assert exact_independence_2xc(table) == pytest.approx(expected, rel=1e-9)
+    # With no "uncertain" column it is Fisher's exact test on the 2 x 2 table.
+    assert exact_independence_2xc([[9, 3, 0], [2, 8, 0]]) == pytest.approx(
+        fisher_exact([[9, 3], [2, 8]]).pvalue, rel=1e-9
+    )
+    assert exact_independence_2xc([[0, 0, 5], [0, 0, 4]]) is None
+
+
+def _crossed(matrix: np.ndarray, source: str = "gan") -> list[Rating]:
+    """Ratings of synthetic images: matrix[reader, image] True = called fake."""
+    return [
+        Rating(f"R{r}", f"g{i}", "fake", "fake" if hit else "real", source=source)
+        for r, row in enumerate(matrix)
+        for i, hit in enumerate(row)
+    ]
+
+
+def test_per_source_interval_allows_for_readers_and_images():
+    # 50 images x 3 readers where each image is either caught by every reader or by none:
+    # the 150 answers carry the information of 50, and the interval must say so.
+    caught = np.arange(50) < 35
+    summary = accuracy_by_source(_crossed(np.tile(caught, (3, 1))))["gan"]
+    assert (summary.n, summary.correct, summary.n_readers, summary.n_images) == (150, 105, 3, 50)
+    naive = proportion_confint(105, 150, method="wilson")
+    assert (summary.wilson_low, summary.wilson_high) == pytest.approx(naive)
+    width, naive_width = summary.ci_high - summary.ci_low, naive[1] - naive[0]
+    assert width > 1.5 * naive_width
+    # It is the interval for 50 independent images (t on 49 df), as it should be.
+    from scipy.stats import t
+
+    assert width / 2 == pytest.approx(t.ppf(0.975, 49) * math.sqrt(0.7 * 0.3 / 49), rel=1e-6)
+    assert "crossed random effects" in summary.ci_method
+    # Readers differing in skill widen it too.
+    rng = np.random.default_rng(7)
+    uneven = rng.random((3, 50)) < np.array([0.3, 0.6, 0.9])[:, None]
+    s = accuracy_by_source(_crossed(uneven))["gan"]
+    assert s.ci_high - s.ci_low > 2 * (s.wilson_high - s.wilson_low)
+
+
+def test_crossed_interval_near_nominal_coverage_without_reader_or_image_effect():
+    # Calibration against the null: independent answers, 50 images x 3 readers, p = 0.7.
+    rng = np.random.default_rng(20261207)
+    readers = [f"R{r}" for r in range(3) for _ in range(50)]
+    images = [f"g{i}" for _ in range(3) for i in range(50)]
+    covered, widths, naive_widths = 0, [], []
+    for _ in range(400):
+        y = (rng.random(150) < 0.7).astype(float)
+        interval = crossed_interval(readers, images, y)
+        covered += interval.low <= 0.7 <= interval.high
+        low, high = proportion_confint(int(y.sum()), 150, method="wilson")
+        widths.append(interval.high - interval.low)
+        naive_widths.append(high - low)
+    assert 0.93 <= covered / 400 <= 0.985
+    # Typically it costs little against the binomial interval that assumes no correlation;
+    # when chance makes a reader component positive, 3 readers give few df and a wide interval.
+    assert 1.0 <= np.median(np.array(widths) / np.array(naive_widths)) < 1.2
+
+
+def test_crossed_interval_equals_anova_on_complete_tables():
+    rng = np.random.default_rng(3)
+    y = (rng.random((4, 30)) < np.linspace(0.4, 0.9, 4)[:, None]).astype(float)
+    readers = [f"R{r}" for r in range(4) for _ in range(30)]
+    images = [f"i{i}" for _ in range(4) for i in range(30)]
+    interval = crossed_interval(readers, images, y.ravel())
+    assert interval.se**2 == pytest.approx(_anova_variance_of_mean(y), rel=1e-9)
+    assert interval.estimate == pytest.approx(y.mean())
+    # One reader, or no image read twice: not estimable (the caller falls back to Wilson).
+    assert crossed_interval(["a"] * 4, list("wxyz"), [1, 0, 1, 1]) is None
+    assert crossed_interval(list("aabb"), list("wxyz"), [1, 0, 1, 1]) is None
