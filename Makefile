@@ -38,7 +38,14 @@ static/vendor/htmx.min.js: package.json package-lock.json
 	cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx.min.js
 	cp node_modules/htmx.org/LICENSE static/vendor/htmx.LICENSE
 
-static: static/vendor/htmx.min.js
+# uPlot (MIT) draws the interactive charts (static/js/charts.js); same pinning as htmx.
+static/vendor/uPlot.iife.min.js: static/vendor/htmx.min.js
+	mkdir -p static/vendor
+	cp node_modules/uplot/dist/uPlot.iife.min.js static/vendor/uPlot.iife.min.js
+	cp node_modules/uplot/dist/uPlot.min.css static/vendor/uPlot.min.css
+	cp node_modules/uplot/LICENSE static/vendor/uPlot.LICENSE
+
+static: static/vendor/htmx.min.js static/vendor/uPlot.iife.min.js
 
 # Debian packages the test suite drives for real: Redis, PostgreSQL, Chromium.
 system-deps:

@@ -21,8 +21,9 @@ from app.config import get_settings
 from app.datasets.options import parse_import_options, parse_subset_options
 from app.datasets.service import find_by_name, start_import, start_subset
 from app.db import session_scope
-from app.demo_content import PCA_SOURCE, real_zip, simulated_ratings_csv, synthetic_zip
+from app.demo_content import PCA_SIZE, PCA_SOURCE, real_zip, simulated_ratings_csv, synthetic_zip
 from app.demo_datasets import write_folder_dataset
+from app.demo_digits import demo_digits
 from app.demo_evaluation import demo_evaluation
 from app.demo_gan import demo_gan
 from app.demo_marker import read_marker, write_marker
@@ -34,7 +35,7 @@ from app.jobs.service import JobSpec, commit_and_enqueue, create_job
 from app.jobs.specs import image_stats_spec
 from app.migrate import upgrade
 from app.models import Dataset, DatasetStatus, ImageSet, Job, Role, Study, User
-from app.studies.design import ReadingOptions
+from app.studies.design import DisplayOptions, ReadingOptions
 from app.studies.imports import import_ratings
 from app.studies.service import assign_reader, create_study
 from ml.data.collections import Collection, available_collections
@@ -135,6 +136,9 @@ def _demo_study(db: Session, researcher: User, reader: User, set_ids: list[int])
             seed=2026,
         ),
         reading=ReadingOptions(confidence="1-5", reason_required=True),
+        # At the PCA baseline's native side (the real films are matched down to it), not
+        # enlarged to the default 512 px.
+        display_options=DisplayOptions(size=PCA_SIZE),
     )
     assign_reader(db, study, reader.id)
     return study
@@ -199,7 +203,8 @@ def advance_demo(researcher_id: int) -> dict[str, Any]:
     gan_job_id = demo_gan(researcher_id, dataset_id)
     demo_evaluation(researcher_id, gan_job_id)
     sweep_id = demo_workspace(researcher_id, dataset_id, gan_job_id)
-    return {"dataset_id": dataset_id, "gan_job_id": gan_job_id, "sweep_id": sweep_id}
+    digits = demo_digits(researcher_id)
+    return {"dataset_id": dataset_id, "gan_job_id": gan_job_id, "sweep_id": sweep_id, **digits}
 
 
 def continue_demo(job_id: int) -> None:

@@ -48,7 +48,14 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
             "preset": "tiny-cpu",
             "resolution": resolution,
         }
-        classifiers = demo_jobs(db, researcher_id, "train_classifier")
+        # Only this dataset's (and its subset's): the digits benchmark has classifiers too.
+        subset_ids = set(db.scalars(select(Dataset.id).where(Dataset.parent_id == dataset.id)))
+        classifiers = demo_jobs(
+            db,
+            researcher_id,
+            "train_classifier",
+            lambda p: p.get("dataset_id") in {dataset.id, *subset_ids},
+        )
         if not classifiers:
             started = [
                 service.start_classifier(
@@ -69,7 +76,9 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
             return
         if any(job.status is not JobStatus.succeeded for job in classifiers):
             return  # the later steps read the finished classifiers
-        if active_or_done(db, researcher_id, "nearest_neighbours") is not None:
+        if active_or_done(
+            db, researcher_id, "nearest_neighbours", lambda p: p.get("dataset_id") == dataset.id
+        ):
             return
         by_source = {
             job.params["train_on"]: job

@@ -41,7 +41,10 @@ def demo_gan(researcher_id: int, dataset_id: int) -> int | None:
     """Queue the training once the dataset is ready, and the sampling once it succeeded;
     returns the training job id (None while the dataset is still importing)."""
     with session_scope() as db:
-        train = active_or_done(db, researcher_id, "train_gan")
+        # The digits benchmark trains a GAN too: this is the X-ray dataset's own.
+        train = active_or_done(
+            db, researcher_id, "train_gan", lambda p: p.get("dataset_id") == dataset_id
+        )
         if train is None:
             dataset = db.get(Dataset, dataset_id)
             if dataset is None or dataset.status is not DatasetStatus.ready:

@@ -8,14 +8,41 @@ sweep page and its points appear on the dataset's benchmark dashboard.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import select
 
 from app.auth.service import Principal
 from app.db import session_scope
 from app.demo_state import demo_jobs
-from app.models import JobStatus, Study, Sweep, User, WebSession
+from app.domain.display_geometry import MAX_DISPLAY_SIZE, MIN_DISPLAY_SIZE
+from app.models import Job, JobStatus, Study, Sweep, User, WebSession
+from app.studies.design import DisplayOptions
 
 DEMO_SWEEP = "Demo sweep: training images per class (2 vs all)"
+# Below this side a chest film has lost the detail (rib cortex, vessels, the text marker)
+# readers judge realism by: a reader study at this size tests nothing but blur.
+CONVINCING_SIDE = 128
+DEFAULT_SIDE = 32  # the tiny-cpu preset's
+
+
+def native_display(resolution: int) -> DisplayOptions:
+    """Show the GAN's images at their native size (the smallest the reading page allows),
+    never enlarged to the default 512 px: enlarging only shows off the blur."""
+    return DisplayOptions(size=max(MIN_DISPLAY_SIZE, min(resolution, MAX_DISPLAY_SIZE)))
+
+
+def resolution_note(resolution: int, display_size: int) -> str:
+    """What the study page tells readers when the GAN's images are too small to fool anyone."""
+    if resolution >= CONVINCING_SIDE:
+        return ""
+    shown = "at that size" if display_size == resolution else f"at {display_size} px"
+    return (
+        f"Note: this demo GAN makes {resolution} px images, shown {shown}. Radiologists read "
+        f"chest X-rays at thousands of pixels a side; below {CONVINCING_SIDE} px no image, real "
+        "or synthetic, looks like a radiograph, so this study shows how reading works, not "
+        "whether the GAN fools radiologists."
+    )
 
 
 def demo_workspace(researcher_id: int, dataset_id: int, gan_job_id: int | None) -> int | None:
@@ -45,10 +72,16 @@ def demo_workspace(researcher_id: int, dataset_id: int, gan_job_id: int | None) 
         named = "Reader study: Demo synthetic"
         has_study = db.scalar(select(Study.id).where(Study.name.startswith(named)))
         if sample is not None and has_study is None:
-            options = from_samples.parse_study_options("", "")
-            from_samples.create_study_from_samples(
+            train = db.get(Job, gan_job_id)
+            resolution = int(train.params["config"]["resolution"]) if train else DEFAULT_SIDE
+            display = native_display(resolution)
+            options = replace(from_samples.parse_study_options("", ""), display=display)
+            made = from_samples.create_study_from_samples(
                 db, job=sample, principal=principal, options=options
             )
+            note = resolution_note(resolution, display.size)
+            if note:
+                made.study.instructions = f"{made.study.instructions}\n\n{note}"
             db.commit()
         if existing is not None:
             return existing

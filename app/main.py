@@ -32,6 +32,7 @@ from app.studies.routes import StudyNotFound
 from app.studies.routes import router as studies_router
 from app.sweeps.routes import router as sweeps_router
 from app.web.body_limit import FormBodyLimitMiddleware
+from app.web.glossary import router as glossary_router
 from app.web.health import router as health_router
 from app.web.security import SecurityMiddleware, csrf_protect
 from app.web.templating import ROOT, redirect, render
@@ -110,6 +111,7 @@ def create_app() -> FastAPI:
 
     for router in (
         health_router,
+        glossary_router,
         auth_router,
         jobs_router,
         datasets_router,

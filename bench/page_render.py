@@ -414,6 +414,7 @@ def _datasets(db: Any, owner_id: int, count: int) -> list[int]:
 
 
 def _job_row(rng: random.Random, owner_id: int, job_id: int, refs: dict[str, Any]) -> Any:
+    from app.jobs.naming import dataset_of, default_name
     from app.jobs.service import artefact_dir_for
     from app.models import Job, JobStatus
 
@@ -425,6 +426,9 @@ def _job_row(rng: random.Random, owner_id: int, job_id: int, refs: dict[str, Any
     }
     params, result = BUILDERS[job_type](rng, facts)
     job = Job(id=job_id, type=job_type, queue=rng.choice(("cpu", "gpu")), params=params)
+    # Named as a launch form would name them (the list searches and shows names).
+    job.dataset_id = dataset_of(params)
+    job.name = default_name(job_type, params, f"Dataset {job.dataset_id}")
     job.owner_id, job.status = owner_id, status
     job.artefact_dir = str(artefact_dir_for(job_id))
     job.progress = {"succeeded": 1.0, "running": rng.random(), "queued": 0.0}.get(status, 0.4)
@@ -537,6 +541,7 @@ def pages(samples: dict[str, int]) -> list[tuple[str, str, dict[str, str] | None
     shown = [
         ("/jobs", "/jobs", None),
         ("/jobs?page=10", "/jobs?page=10", None),
+        ("/jobs filtered and searched", "/jobs?type=train_gan&status=succeeded&q=gan", None),
         ("/jobs (htmx refresh)", "/jobs", {"HX-Request": "true"}),
     ]
     for job_type in ("image_stats", "train_gan", "train_classifier", "evaluate_fidelity"):

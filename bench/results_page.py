@@ -4,11 +4,13 @@ Fills a fresh SQLite database with one study read to the end by every reader (bu
 the same rows the reading flow writes: images, study items, readers, schedule entries,
 answers with confidence, reasons and times), then times the results page in process
 (TestClient, no network): the first request after a new answer (cold: the statistics are
-computed) and repeated requests with nothing new (warm: the statistics come from the cache
-keyed by the study's state), p50 / p95 beside /healthz measured in the same run.
-The target: the results page under 300 ms of server time at p95 once its statistics are cached
-for the study's state (warm); the cold time, paid once per new answer by the first page load
-after it, is printed beside it and not part of the target.
+computed for the new state, the answers added since the last state read), repeated requests
+with nothing new (warm: the statistics come from the cache keyed by the study's state), and,
+for reference, the first page of a process (every cache cleared, every answer read), p50 / p95
+beside /healthz measured in the same run.
+The target: the results page under 300 ms of server time at p95, cold (during a live study
+every new answer makes the next page load cold) and warm; the first page of a process is
+printed beside them and not part of the target.
 
     .venv/bin/python bench/results_page.py
     .venv/bin/python bench/results_page.py --readers 5 --images 40 --repeat 3   # CI size
@@ -17,6 +19,7 @@ after it, is printed beside it and not part of the target.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import re
@@ -226,6 +229,18 @@ def timed(
     return times
 
 
+def forget_everything(_: int) -> None:
+    """Empty every cache the results page fills, as in a freshly started web process."""
+    from app.domain import power, statistics
+    from app.studies import results, results_cache
+
+    results_cache.CACHE.clear()
+    statistics._reader_summary_memo.cache_clear()
+    results._plan.cache_clear()
+    power.tost_power.cache_clear()
+    power.plan_sample_size.cache_clear()
+
+
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
@@ -253,6 +268,9 @@ def main() -> None:
     with TestClient(create_app(), base_url="http://testserver") as client:
         login(client)
         client.get(url)  # imports the statistics modules and compiles the template, untimed
+        # The imports' objects are collected once now, not by the first timed request's full
+        # garbage collection (a one-off at start-up, not a cost of the page).
+        gc.collect()
         for _ in range(2):
             client.get("/healthz")
         base = timed(client, "/healthz", args.repeat)
@@ -262,22 +280,27 @@ def main() -> None:
         cold = timed(client, url, cold_n, before=lambda i: add_answer(left_open[i]))
         warm = timed(client, url, args.repeat)
         reasons = timed(client, f"{url}/reasons?reasons_page=2", args.repeat)
+        first = timed(client, url, max(1, args.repeat // 2), before=forget_everything)
     print(f"{'page':<40} {'p50 ms':>8} {'p95 ms':>8} {'p50 / healthz':>14}")
     print(f"{'/healthz (baseline)':<40} {base_p50:8.1f} {p95(base):8.1f} {1:14.1f}")
     rows = (
-        ("results, cold (a new answer each time)", cold, False),
-        ("results, warm (nothing new)", warm, True),
-        ("reasons fragment, page 2", reasons, True),
+        ("results, cold (a new answer each time)", cold, "cold"),
+        ("results, warm (nothing new)", warm, "warm"),
+        ("reasons fragment, page 2", reasons, "warm"),
+        ("results, first of a process (no cache)", first, None),
     )
-    slow = []
-    for name, times, in_target in rows:
+    slow: dict[str, list[str]] = {"warm": [], "cold": []}
+    for name, times, target in rows:
         p50 = statistics.median(times)
         print(f"{name:<40} {p50:8.1f} {p95(times):8.1f} {p50 / base_p50:14.1f}")
-        if in_target and p95(times) > TARGET_MS:
-            slow.append(name)
-    verdict = f"over {TARGET_MS:.0f} ms at p95: {', '.join(slow)}" if slow else "met"
-    print(f"target {TARGET_MS:.0f} ms server time (warm pages): {verdict}")
-    sys.exit(1 if slow else 0)
+        if target is not None and p95(times) > TARGET_MS:
+            slow[target].append(name)
+    for target, label in (("warm", "warm pages"), ("cold", "cold pages, a new answer before each")):
+        over = slow[target]
+        verdict = f"over {TARGET_MS:.0f} ms at p95: {', '.join(over)}" if over else "met"
+        print(f"target {TARGET_MS:.0f} ms server time ({label}): {verdict}")
+    slow_any = slow["warm"] + slow["cold"]
+    sys.exit(1 if slow_any else 0)
 
 
 if __name__ == "__main__":

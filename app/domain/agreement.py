@@ -6,18 +6,17 @@ keep importing from there. Like the rest of the statistics, kappas use first pre
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.contingency_tables import cochrans_q, mcnemar
 from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
-from app.domain.ratings import CATEGORIES, Answer, Rating, first_presentations
+from app.domain.checked_first import checked_first
+from app.domain.ratings import CATEGORIES, Answer, Rating
 
 
 @dataclass(frozen=True)
@@ -29,10 +28,7 @@ class PairedTest:
 
 
 def _answers_by_reader(ratings: Iterable[Rating]) -> dict[str, dict[str, Answer]]:
-    answers: dict[str, dict[str, Answer]] = defaultdict(dict)
-    for r in first_presentations(ratings):
-        answers[r.reader][r.image] = r.answer
-    return dict(sorted(answers.items()))
+    return checked_first(ratings).answers_by_reader
 
 
 def fleiss_kappa(ratings: Iterable[Rating]) -> float | None:
@@ -56,6 +52,35 @@ def fleiss_kappa(ratings: Iterable[Rating]) -> float | None:
     return float(sm_fleiss_kappa(table, method="fleiss"))
 
 
+def _confusions(answers: dict[str, dict[str, Answer]]) -> np.ndarray:
+    """confusion[a, b, k, l]: images reader a answered category k and reader b category l.
+
+    One matrix product for every pair at once: answers one-hot over (image, category), an
+    image a reader did not rate all zero, so it drops out of that reader's pairs.
+    """
+    images = {image: k for k, image in enumerate(sorted(set().union(*answers.values())))}
+    codes = {category: k for k, category in enumerate(CATEGORIES)}
+    n_r, n_c = len(answers), len(CATEGORIES)
+    onehot = np.zeros((n_r, n_c, len(images)))
+    for j, by_image in enumerate(answers.values()):
+        cols = np.fromiter((images[i] for i in by_image), dtype=np.intp, count=len(by_image))
+        rows = np.fromiter((codes[a] for a in by_image.values()), np.intp, len(by_image))
+        onehot[j, rows, cols] = 1.0
+    flat = onehot.reshape(n_r * n_c, -1)
+    # Counts of 0/1 products are exact in float64 (far below 2**53).
+    return (flat @ flat.T).reshape(n_r, n_c, n_r, n_c).transpose(0, 2, 1, 3)
+
+
+def _cohen_kappa(confusion: np.ndarray) -> float:
+    # sklearn.metrics.cohen_kappa_score's unweighted formula, step for step, on one pair's
+    # confusion matrix (rows: first reader).
+    sum0 = confusion.sum(axis=0)
+    sum1 = confusion.sum(axis=1)
+    expected = np.outer(sum0, sum1) / np.sum(sum0)
+    disagree = 1.0 - np.eye(len(confusion))
+    return float(1 - np.sum(disagree * confusion) / np.sum(disagree * expected))
+
+
 def cohen_kappa_pairs(ratings: Iterable[Rating]) -> dict[tuple[str, str], float | None]:
     """Cohen's kappa for every reader pair (a < b) on the images both rated.
 
@@ -63,18 +88,20 @@ def cohen_kappa_pairs(ratings: Iterable[Rating]) -> dict[tuple[str, str], float 
     everything is perfect agreement (1.0). None when a pair shares no image.
     """
     answers = _answers_by_reader(ratings)
-    categories = list(CATEGORIES)
+    if len(answers) < 2:
+        return {}
+    confusion = _confusions(answers)
+    names = list(answers)
     kappas: dict[tuple[str, str], float | None] = {}
-    for a, b in combinations(answers, 2):
-        shared = sorted(answers[a].keys() & answers[b].keys())
-        xa = [answers[a][i] for i in shared]
-        xb = [answers[b][i] for i in shared]
-        if not shared:
-            kappas[(a, b)] = None
-        elif len(set(xa) | set(xb)) == 1:
-            kappas[(a, b)] = 1.0
+    for a, b in combinations(range(len(names)), 2):
+        pair = confusion[a, b]
+        used = np.count_nonzero(pair.sum(axis=0) + pair.sum(axis=1))
+        if used == 0:
+            kappas[(names[a], names[b])] = None
+        elif used == 1:
+            kappas[(names[a], names[b])] = 1.0
         else:
-            kappas[(a, b)] = float(cohen_kappa_score(xa, xb, labels=categories))
+            kappas[(names[a], names[b])] = _cohen_kappa(pair)
     return kappas
 
 

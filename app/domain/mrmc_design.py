@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from app.domain.checked_first import checked_first
 from app.domain.mrmc import Interval, MrmcData, MrmcResult, or_analysis
 from app.domain.mrmc_power import cases_for_power, pilot_from
-from app.domain.ratings import Rating, fake_score, first_presentations
+from app.domain.ratings import Rating, fake_score
 
 MODALITY_SEPARATOR = "@"
 PLANNED_POWER = 0.8
@@ -56,16 +57,17 @@ def _modality_case(r: Rating) -> str | None:
 
 def mrmc_design(ratings: Sequence[Rating]) -> tuple[MrmcDesign | None, str | None]:
     """The design of ``ratings`` and None, or None and why no MRMC analysis is possible."""
-    first = first_presentations(ratings)
+    first = checked_first(ratings)
     if not first:
         return None, "No ratings yet."
     if any(fake_score(r) is None for r in first):
         return None, "Needs a confidence with every real/fake answer (confidence ratings)."
     readers = sorted({r.reader for r in first})
-    # (treatment, case) -> truth; (treatment, reader, case) -> score
+    # (treatment, case) -> truth; (treatment, reader, case) -> score, as parallel lists
     truth: dict[str, bool] = {}
     membership: dict[str, set[str]] = defaultdict(set)
-    score: dict[tuple[str, str, str], float] = {}
+    keys: list[tuple[str, str, str]] = []
+    values: list[float] = []
     modality_cases = [_modality_case(r) for r in first]
     if all(c is not None for c in modality_cases) and len({r.source for r in first}) > 1:
         design = "modalities"
@@ -73,7 +75,8 @@ def mrmc_design(ratings: Sequence[Rating]) -> tuple[MrmcDesign | None, str | Non
             assert case is not None and r.source is not None
             truth[case] = r.truth == "fake"
             membership[r.source].add(case)
-            score[(r.source, r.reader, case)] = fake_score(r) or 0.0
+            keys.append((r.source, r.reader, case))
+            values.append(fake_score(r) or 0.0)
     else:
         sources = sorted({r.source for r in first if r.truth == "fake" and r.source})
         design = "sources" if len(sources) > 1 else "real-vs-synthetic"
@@ -84,23 +87,34 @@ def mrmc_design(ratings: Sequence[Rating]) -> tuple[MrmcDesign | None, str | Non
                 owners = treatments
             else:
                 owners = [r.source] if r.source else []
+            value = fake_score(r) or 0.0
             for t in owners:
                 membership[t].add(r.image)
-                score[(t, r.reader, r.image)] = fake_score(r) or 0.0
+                keys.append((t, r.reader, r.image))
+                values.append(value)
     treatments = sorted(membership)
     cases = sorted(truth)
-    complete = [
-        c for c in cases
-        if all((t, j, c) in score for t in treatments if c in membership[t] for j in readers)
-    ]  # fmt: skip
-    left_out = len(cases) - len(complete)
-    in_t = np.array([[c in membership[t] for c in complete] for t in treatments], dtype=bool)
-    scores = np.full((len(treatments), len(readers), len(complete)), np.nan)
+    # One array over every case, filled by index (10,000 ratings would take a noticeable time
+    # as nested loops over treatments, readers and cases), then cut to the complete cases.
+    t_index = {t: i for i, t in enumerate(treatments)}
+    r_index = {reader: j for j, reader in enumerate(readers)}
+    c_index = {c: k for k, c in enumerate(cases)}
+    all_scores = np.full((len(treatments), len(readers), len(cases)), np.nan)
+    if keys:
+        t_at = [t_index[t] for t, _, _ in keys]
+        r_at = [r_index[j] for _, j, _ in keys]
+        c_at = [c_index[c] for _, _, c in keys]
+        all_scores[t_at, r_at, c_at] = values
+    member = np.zeros((len(treatments), len(cases)), dtype=bool)
     for i, t in enumerate(treatments):
-        for j, reader in enumerate(readers):
-            for k, c in enumerate(complete):
-                if in_t[i, k]:
-                    scores[i, j, k] = score[(t, reader, c)]
+        member[i, [c_index[c] for c in membership[t]]] = True
+    # Complete: every reader scored the case under every treatment it belongs to.
+    rated = ~np.isnan(all_scores) | ~member[:, None, :]
+    keep = rated.all(axis=(0, 1))
+    complete = [c for c, k in zip(cases, keep, strict=True) if k]
+    left_out = len(cases) - len(complete)
+    in_t = member[:, keep]
+    scores = all_scores[:, :, keep]
     labels = np.array([truth[c] for c in complete], dtype=bool)
     for i, t in enumerate(treatments):
         n_pos, n_neg = int(labels[in_t[i]].sum()), int((~labels[in_t[i]]).sum())

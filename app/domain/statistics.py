@@ -12,13 +12,12 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
 from scipy.special import gammaln
-from scipy.stats import binomtest, norm
-from sklearn.metrics import roc_auc_score
-from statsmodels.stats.multitest import multipletests
+from scipy.stats import binom, norm
 from statsmodels.stats.proportion import binom_tost, proportion_confint
 
 # Redundant aliases mark these as public re-exports, so callers keep importing from here.
@@ -27,6 +26,7 @@ from app.domain.agreement import cochran_q as cochran_q
 from app.domain.agreement import cohen_kappa_pairs as cohen_kappa_pairs
 from app.domain.agreement import fleiss_kappa as fleiss_kappa
 from app.domain.agreement import mcnemar_paired as mcnemar_paired
+from app.domain.checked_first import checked_first
 from app.domain.crossed_interval import METHOD as CROSSED_METHOD
 from app.domain.crossed_interval import crossed_interval
 from app.domain.ratings import CATEGORIES as CATEGORIES
@@ -153,12 +153,26 @@ def _d_prime(hits: int, signal: int, false_alarms: int, noise: int) -> float | N
     return float(norm.ppf(hit_rate) - norm.ppf(false_alarm_rate))
 
 
+def rank_auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
+    """Area under the empirical ROC curve (ties count half): the Mann-Whitney statistic from
+    midranks, equal to the trapezoidal area sklearn's roc_auc_score computes, in O(n log n)."""
+    positive = np.asarray(labels, dtype=bool)
+    values = np.asarray(scores, dtype=float)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    midranks = ends - (counts - 1) / 2.0  # half-integers: their sums are exact in float64
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    rank_sum = float(midranks[inverse[positive]].sum())
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
 def _confidence_auc(scored: Sequence[Rating]) -> float | None:
     scores = [fake_score(r) for r in scored]
     labels = [r.truth == "fake" for r in scored]
     if not scored or any(s is None for s in scores) or len(set(labels)) < 2:
         return None
-    return float(roc_auc_score(labels, scores))
+    return rank_auc(labels, scores)  # type: ignore[arg-type]  # no None left
 
 
 def _intra_reader_agreement(
@@ -192,19 +206,26 @@ def exact_independence_2xc(table: Sequence[Sequence[int]]) -> float | None:
         return None
     cols = counts.sum(axis=0)
     row0 = int(counts[0].sum())
-    # Every first row with the observed row sum and 0 <= x_j <= column total, as a grid.
-    grids = np.meshgrid(*[np.arange(c + 1) for c in cols[:-1]], indexing="ij")
-    first = np.stack([g.ravel() for g in grids], axis=1)
-    last = row0 - first.sum(axis=1)
+
+    def log_terms(total: int) -> np.ndarray:
+        # log C(total, x) for x = 0..total; the hypergeometric's 1 / C(N, row0) cancels below.
+        x = np.arange(total + 1)
+        return gammaln(total + 1) - gammaln(x + 1) - gammaln(total - x + 1)
+
+    # Every first row with the observed row sum and 0 <= x_j <= column total: a grid over the
+    # first c - 1 cells (the last one follows), built by broadcasting one axis per cell.
+    free = len(cols) - 1
+    logs = np.zeros((1,) * free)
+    taken = np.zeros((1,) * free, dtype=np.int64)
+    for j, total in enumerate(cols[:-1]):
+        shape = [1] * free
+        shape[j] = int(total) + 1
+        logs = logs + log_terms(int(total)).reshape(shape)
+        taken = taken + np.arange(int(total) + 1).reshape(shape)
+    last = row0 - taken
     ok = (last >= 0) & (last <= cols[-1])
-    first = np.column_stack([first[ok], last[ok]])
-
-    def log_pmf(x: np.ndarray) -> np.ndarray:
-        # Multivariate hypergeometric: prod C(col_j, x_j) / C(N, row0); the constant cancels.
-        return np.sum(gammaln(cols + 1) - gammaln(x + 1) - gammaln(cols - x + 1), axis=-1)
-
-    logs = log_pmf(first)
-    observed = log_pmf(counts[0])
+    logs = (logs + log_terms(int(cols[-1]))[np.clip(last, 0, cols[-1])])[ok]
+    observed = float(sum(log_terms(int(c))[x] for c, x in zip(cols, counts[0], strict=True)))
     top = logs.max()
     weights = np.exp(logs - top)
     # Relative tolerance as in scipy.stats.fisher_exact, so ties in exact arithmetic count.
@@ -212,8 +233,24 @@ def exact_independence_2xc(table: Sequence[Sequence[int]]) -> float | None:
     return float(min(1.0, weights[extreme].sum() / weights.sum()))
 
 
+def binomial_p_half(k: int, n: int, alternative: BinomialAlternative) -> float:
+    """scipy.stats.binomtest(k, n, 0.5, alternative).pvalue without its binary search.
+
+    At p = 0.5 the outcomes no more likely than k are the two tails cut at k and n - k, so the
+    two-sided p is binomtest's own sum of those tails (same cdf and sf calls) in closed form.
+    """
+    if not 0 <= k <= n or n < 1:
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    if alternative == "greater":
+        return float(binom.sf(k - 1, n, 0.5))
+    if 2 * k == n:
+        return 1.0
+    low = min(k, n - k)
+    return float(min(1.0, binom.cdf(low, n, 0.5) + binom.sf(n - low - 1, n, 0.5)))
+
+
 def _binomial_p(k: int, n: int, alternative: BinomialAlternative) -> float | None:
-    return float(binomtest(k, n, 0.5, alternative=alternative).pvalue) if n else None
+    return binomial_p_half(k, n, alternative) if n else None
 
 
 def reader_summary(
@@ -287,11 +324,32 @@ def reader_summary(
     )
 
 
+# A new answer changes one reader's ratings: the other readers' rows come from here. Keyed by
+# the ratings themselves (frozen, compared by value), so a changed reader is never served a
+# stale row; about two policies x 30 readers of the studies in view. The dicts inside a
+# summary are copied by asdict() before they leave study_statistics.
+@lru_cache(maxsize=64)
+def _reader_summary_memo(
+    ratings: tuple[Rating, ...],
+    policy: UncertainPolicy,
+    margin: float,
+    alternative: BinomialAlternative,
+) -> ReaderSummary:
+    return reader_summary(ratings, policy=policy, margin=margin, alternative=alternative)
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm step-down adjusted p-values, in the input order."""
     if len(pvalues) == 0:
         return []
-    return [float(p) for p in multipletests(list(pvalues), method="holm")[1]]
+    # statsmodels' multipletests(method="holm") step for step, without the gc.collect() it
+    # runs on every call (a tenth of a second in a web process with a large heap).
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p)
+    stepped = np.maximum.accumulate(p[order] * np.arange(len(p), 0, -1))
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return [float(x) for x in adjusted]
 
 
 def _crossed_or_wilson(scored: Sequence[Rating], success: Sequence[bool]) -> Pooled:
@@ -332,7 +390,7 @@ def pooled_accuracy(
 ) -> Pooled:
     """Accuracy over all readers, with a 95% CI that allows for readers and images."""
     _check_options(policy)
-    scored = _scored(first_presentations(ratings), policy)
+    scored = _scored(checked_first(ratings), policy)
     return _crossed_or_wilson(scored, [r.correct for r in scored])
 
 
@@ -342,7 +400,7 @@ def fooling_rates(ratings: Iterable[Rating]) -> dict[str, float]:
     "uncertain" is not being fooled, whatever the scoring policy.
     """
     fooled: dict[str, list[bool]] = defaultdict(list)
-    for r in first_presentations(ratings):
+    for r in checked_first(ratings):
         if r.truth == "fake":
             fooled[r.image].append(r.answer == "real")
     return {image: sum(v) / len(v) for image, v in sorted(fooled.items())}
@@ -355,7 +413,7 @@ def accuracy_by_source(
     for readers and images (and the Wilson interval that does not, for comparison)."""
     _check_options(policy)
     by_source: dict[str, list[Rating]] = defaultdict(list)
-    for r in first_presentations(ratings):
+    for r in checked_first(ratings):
         if r.truth == "fake":
             by_source[r.source or UNKNOWN_SOURCE].append(r)
     summaries: dict[str, SourceSummary] = {}
@@ -387,7 +445,7 @@ def uncertain_summary(ratings: Iterable[Rating]) -> dict[str, Any]:
     The table is descriptive: answers from one reader are correlated, so its test is per
     reader (``p_answer_depends_on_truth`` in each reader's row), not on these pooled counts.
     """
-    first = first_presentations(ratings)
+    first = checked_first(ratings)
     table = answers_by_truth(first)
     n_uncertain = sum(r.answer == "uncertain" for r in first)
     return {
@@ -505,12 +563,14 @@ def study_statistics(
     for r in ratings:
         by_reader[r.reader].append(r)
     summaries = [
-        reader_summary(rs, policy=policy, margin=margin, alternative=alternative)
+        _reader_summary_memo(tuple(rs), policy, margin, alternative)
         for _, rs in sorted(by_reader.items())
     ]
     p_holm = _holm_by_reader({s.reader: s.p_binomial for s in summaries})
     p_holm_greater = _holm_by_reader({s.reader: s.p_binomial_greater for s in summaries})
-    kappas = cohen_kappa_pairs(ratings)
+    # Checked once here (the readers' own checks above cover the same pairs), then shared.
+    first = checked_first(ratings)
+    kappas = cohen_kappa_pairs(first)
     return _json_safe(
         {
             "policy": policy,
@@ -524,13 +584,13 @@ def study_statistics(
                 }
                 for s in summaries
             ],
-            "uncertain": uncertain_summary(ratings),
-            "pooled": asdict(pooled_accuracy(ratings, policy=policy)),
-            "fleiss_kappa": fleiss_kappa(ratings),
+            "uncertain": uncertain_summary(first),
+            "pooled": asdict(pooled_accuracy(first, policy=policy)),
+            "fleiss_kappa": fleiss_kappa(first),
             "cohen_kappa": [{"a": a, "b": b, "kappa": k} for (a, b), k in kappas.items()],
-            "fooling_rates": fooling_rates(ratings),
+            "fooling_rates": fooling_rates(first),
             "by_source": {
-                s: asdict(v) for s, v in accuracy_by_source(ratings, policy=policy).items()
+                s: asdict(v) for s, v in accuracy_by_source(first, policy=policy).items()
             },
             "methods": methods(policy, margin, alternative),
         }

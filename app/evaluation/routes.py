@@ -10,7 +10,8 @@ from fastapi.responses import Response
 from app.auth.service import Principal
 from app.deps import DbDep, Researcher
 from app.evaluation import service
-from app.evaluation.views import benchmark_context, compare_context, dashboard_context
+from app.evaluation.views import benchmark_context, dashboard_context
+from app.gans.compare import compare_context
 from app.jobs import service as jobs
 from app.jobs.specs import SpecError
 from app.models import Dataset, Job, JobStatus
@@ -108,13 +109,14 @@ def compare_runs(
     db: DbDep,
     principal: Researcher,
     ids: Annotated[list[str], Query(max_length=200)] = [],  # noqa: B006 - FastAPI's idiom
+    snapshot: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
 ) -> Response:
-    """Two or more GAN runs side by side: settings, FID, the latest sample grid of each.
-    `ids` comes as ?ids=3,7 or as ticked boxes (?ids=3&ids=7)."""
+    """Two or more GAN runs side by side: overlaid curves, sample grids at one snapshot,
+    benchmark numbers, differing settings. `ids` comes as ?ids=3,7 or as ticked boxes."""
     # isdecimal, not isdigit: "²" is a digit that int() refuses, which was a 500.
     chosen = [int(i) for raw in ids for i in raw.split(",") if i.strip().isdecimal()][:6]
     runs = [_gan_job(db, i, principal)[0] for i in dict.fromkeys(chosen)]
-    context = compare_context(runs)
+    context = compare_context(db, principal, runs, snapshot)
     if not runs:
         context["choices"] = service.gan_runs(db, principal)
     return render(request, "evaluation/compare.html", context)

@@ -96,6 +96,8 @@ def start_classifier(
     train_on, set_id = options.train_on(values)
     config = options.classifier_config(values, _resolutions(dataset))
     params: dict[str, Any] = {**_base(dataset), "train_on": train_on, "config": config}
+    # Which preset the form started from: the job page marks the settings that differ.
+    params["preset"] = str(values.get("preset", "") or "tiny-cpu").strip()
     if set_id is not None:
         params["image_set_id"] = _visible_set(db, set_id, principal).id
     extra = options.test_sets(values)

@@ -14,7 +14,7 @@ from app.evaluation.options import ATTRIBUTION_METHODS, CLASSIFIER_PRESETS
 from app.evaluation.utility import UtilityRow, utility_matrix
 from app.jobs.specs import QUEUES
 from app.models import Dataset, Job, JobStatus
-from app.web.line_chart import line_chart
+from app.web.line_chart import UNIT_INTERVAL, interactive_line_chart
 
 FIDELITY_METRICS = (
     ("fid", "FID", "lower is better"),
@@ -41,11 +41,13 @@ def roc_chart(rows: list[UtilityRow], jobs: dict[int, Job]) -> Markup | None:
             series[name] = list(zip(curve["fpr"], curve["tpr"], strict=True))
     if not series:
         return None
-    return line_chart(
+    return interactive_line_chart(
+        "roc-chart",
         series,
         title=f"ROC on the real test split: {label}",
         x_label="1 - specificity",
         y_label="sensitivity",
+        y_bounds=UNIT_INTERVAL,
     )
 
 
@@ -111,32 +113,14 @@ def dashboard_context(db: Session, principal: Principal, dataset: Dataset) -> di
             continue  # an axis with one value is a column of the table, not a plot
         series, bars = axis_series(points, axis)
         charts.append(
-            line_chart(
+            interactive_line_chart(
+                f"auc-{axis}",
                 series,
                 title=f"Test AUC (macro) against {label.lower()}",
                 x_label=label,
                 y_label="AUC",
                 intervals=bars,
+                y_bounds=UNIT_INTERVAL,
             )
         )
     return {"dataset": dataset, "points": points, "charts": charts}
-
-
-def compare_context(runs: list[Job]) -> dict[str, Any]:
-    from app.gans.service import run_logs
-
-    columns = []
-    for job in runs:
-        logs = run_logs(job)
-        snapshots = logs["snapshots"]
-        columns.append(
-            {
-                "job": job,
-                "config": job.params.get("config", {}),
-                "last": snapshots[-1] if snapshots else None,
-                "n_snapshots": len(snapshots),
-            }
-        )
-    keys = sorted({k for c in columns for k in c["config"]})
-    differing = [k for k in keys if len({repr(c["config"].get(k)) for c in columns}) > 1]
-    return {"columns": columns, "differing": differing}

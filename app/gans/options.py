@@ -59,6 +59,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+# What each preset is, for the launch form: the workflow it reproduces, its seed number kept in
+# brackets for those who know the seeds by number.
+PRESET_LABELS: dict[str, str] = {
+    "tiny-cpu": "tiny-cpu: a minute on a laptop CPU (demo)",
+    "seed000-progan-32": (
+        "Benchmark by resolution, classes and samples (Schönfeld et al.): progressive GAN, "
+        "32 px (seed 000)"
+    ),
+    "seed001-stylegan2-ada": (
+        "Domain-classifier loss and differential privacy: StyleGAN2-ADA, 256 px (seed 001)"
+    ),
+}
+
 _FLOATS = {
     "kimg",
     "tick_kimg",

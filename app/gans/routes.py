@@ -14,7 +14,7 @@ from app.datasets import service as datasets
 from app.datasets.choice import main_dataset_id
 from app.deps import DbDep, Researcher
 from app.gans import estimates, service
-from app.gans.options import FIELDS, PRESETS, gan_config
+from app.gans.options import FIELDS, PRESET_LABELS, PRESETS, gan_config
 from app.jobs import service as jobs
 from app.jobs.specs import QUEUES, SpecError
 from app.models import Dataset, DatasetStatus, Job
@@ -54,6 +54,7 @@ def _form(
     return {
         "datasets": _ready_datasets(db, principal),
         "presets": PRESETS,
+        "preset_labels": PRESET_LABELS,
         "archs": list(ARCHS),
         "augments": AUGMENTS,
         "queues": QUEUES,
@@ -112,12 +113,19 @@ def estimate_fragment(request: Request, db: DbDep, principal: Researcher) -> Res
 @router.post("")
 async def launch_training(request: Request, db: DbDep, principal: Researcher) -> Response:
     form: FormData = await request.form()
-    values = {key: str(form.get(key, "")).strip() for key in (*FORM_FIELDS, "preset", "queue")}
+    keys = (*FORM_FIELDS, "preset", "queue", "job_name")
+    values = {key: str(form.get(key, "")).strip() for key in keys}
     values["dataset"] = str(form.get("dataset", ""))
     try:
         dataset, config = _checked(db, principal, values)
         job = service.start_training(
-            db, owner_id=principal.user.id, dataset=dataset, config=config, queue=values["queue"]
+            db,
+            owner_id=principal.user.id,
+            dataset=dataset,
+            config=config,
+            queue=values["queue"],
+            preset=values["preset"] or None,
+            name=values["job_name"][:200],
         )
     except SpecError as exc:
         db.rollback()
@@ -163,6 +171,7 @@ async def sample(request: Request, job_id: int, db: DbDep, principal: Researcher
         sampling = service.start_sampling(
             db, owner_id=principal.user.id, train_job=job, options=options, queue=None
         )
+        jobs.rename(sampling, str(form.get("job_name", ""))[:200])
     except SpecError as exc:
         db.rollback()
         return redirect(request, f"/jobs/{job_id}", flash=exc.message, kind="error")
@@ -197,7 +206,7 @@ def new_translation(request: Request, db: DbDep, principal: Researcher) -> Respo
 @router.post("/translate")
 async def launch_translation(request: Request, db: DbDep, principal: Researcher) -> Response:
     form = await request.form()
-    keys = (*TRANSLATE_FIELDS, "dataset_a", "dataset_b", "name", "split")
+    keys = (*TRANSLATE_FIELDS, "dataset_a", "dataset_b", "name", "split", "job_name")
     values = {key: str(form.get(key, "")).strip() for key in keys}
     try:
         config: dict[str, Any] = {"device": "auto"}
@@ -221,6 +230,7 @@ async def launch_translation(request: Request, db: DbDep, principal: Researcher)
             name=values["name"] or f"{chosen[0].name} in the style of {chosen[1].name}",
             split=values["split"] or None,
         )
+        jobs.rename(job, values["job_name"][:200])
     except SpecError as exc:
         db.rollback()
         context = _translate_form(db, principal, values, {exc.field: exc.message})

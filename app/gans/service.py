@@ -10,7 +10,7 @@ sampled images are checked and blinded exactly like uploaded ones.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,23 @@ MAX_PER_CLASS = 10_000
 
 
 def start_training(
-    db: Session, *, owner_id: int | None, dataset: Dataset, config: GanConfig, queue: str | None
+    db: Session,
+    *,
+    owner_id: int | None,
+    dataset: Dataset,
+    config: GanConfig,
+    queue: str | None,
+    preset: str | None = None,
+    name: str | None = None,
 ) -> Job:
+    """`preset`: the one the form started from, kept so the job page can show what changed."""
     if dataset.status is not DatasetStatus.ready or not dataset.content_hash:
         raise SpecError("dataset", "The dataset is not ready yet; wait for its import.")
     params = config_dict(config)
     spec = train_gan_spec(dataset.id, dataset.path, dataset.content_hash, params, queue)
-    return create_job(db, spec, owner_id=owner_id)
+    if preset:
+        spec = replace(spec, params={**spec.params, "preset": preset})
+    return create_job(db, replace(spec, name=name), owner_id=owner_id)
 
 
 def config_dict(config: GanConfig) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from app.gans.service import run_logs
 from app.models import Job
-from app.web.line_chart import line_chart
+from app.web.line_chart import NON_NEGATIVE, UNIT_INTERVAL, interactive_line_chart
 
 LOSS_KEYS = ("loss_d", "loss_g")
 
@@ -24,24 +24,46 @@ def training_view(job: Job) -> dict[str, Any]:
         "ticks": ticks,
         "snapshots": snapshots,
         "last_tick": ticks[-1] if ticks else None,
-        "loss_chart": line_chart(
-            losses, title="Losses per tick (mean over the tick)", x_label="kimg", y_label="loss"
+        "loss_chart": interactive_line_chart(
+            "loss-chart",
+            losses,
+            title="Losses per tick (mean over the tick)",
+            x_label="kimg",
+            y_label="loss",
+            log_option=True,
+            smoothing=True,
         ),
         "fid_chart": None,
     }
     fids = [(s["kimg"], s["fid"]) for s in snapshots if "fid" in s]
     if fids:
-        view["fid_chart"] = line_chart(
+        view["fid_chart"] = interactive_line_chart(
+            "fid-chart",
             {"FID": fids},
             title="FID of the EMA generator per snapshot",
             x_label="kimg",
             y_label="FID (lower is better)",
+            y_bounds=NON_NEGATIVE,
+            log_option=True,
         )
     if ticks and "augment_p" in ticks[-1]:
-        view["augment_chart"] = line_chart(
+        view["augment_chart"] = interactive_line_chart(
+            "augment-chart",
             {"p": [(t["kimg"], t["augment_p"]) for t in ticks]},
             title="ADA augmentation probability",
             x_label="kimg",
             y_label="p",
+            y_bounds=UNIT_INTERVAL,
+            smoothing=True,
+        )
+    epsilons = [(t["kimg"], t["epsilon"]) for t in ticks if "epsilon" in t]
+    if epsilons:
+        view["epsilon_chart"] = interactive_line_chart(
+            "epsilon-chart",
+            {"ε": epsilons},
+            title="Privacy spent: ε per tick (DP-SGD)",
+            x_label="kimg",
+            y_label="ε",
+            y_bounds=NON_NEGATIVE,
         )
     return view

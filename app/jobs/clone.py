@@ -60,7 +60,9 @@ def retry_spec(job: Job) -> JobSpec:
         raise SpecError(
             "job", f"Only failed or cancelled jobs can be retried; job {job.id} is {job.status}."
         )
-    return JobSpec(job.type, job.queue, {**without_links(job.params), RETRY_OF: job.id})
+    return JobSpec(
+        job.type, job.queue, {**without_links(job.params), RETRY_OF: job.id}, name=job.name
+    )
 
 
 def editable_json(job: Job) -> str:

@@ -8,6 +8,7 @@ that launched the job, so a clone cannot queue what that form refuses.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -43,4 +44,4 @@ def checked_clone(db: Session, spec: JobSpec) -> JobSpec:
         params = check(db, spec.params)
     except SpecError as exc:
         raise SpecError("params", f"{exc.field}: {exc.message}") from None
-    return JobSpec(spec.type, spec.queue, params)
+    return replace(spec, params=params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
@@ -10,9 +11,12 @@ from fastapi.responses import FileResponse, Response
 
 from app.auth.service import Principal
 from app.deps import DbDep, Researcher
-from app.jobs import clone, clone_checks, files, service
+from app.jobs import clone, clone_checks, files, listing, service
+from app.jobs.naming import copy_name
+from app.jobs.params_table import params_table
 from app.jobs.specs import EVALUATION_TYPES, JOB_TYPES, QUEUES, SpecError, image_stats_spec
-from app.models import Job
+from app.models import Job, JobStatus
+from app.models.types import utcnow
 from app.web.templating import redirect, render
 from ml.data.collections import available_collections
 
@@ -41,12 +45,22 @@ def _form_context(errors: dict[str, str] | None = None, values: dict[str, str] |
     }
 
 
-def _list_context(db: DbDep, principal: Principal, page: int = 1) -> dict[str, Any]:
-    listing = service.job_page(db, owner_id=_visible_owner(principal), page=page)
+def _list_context(
+    db: DbDep, principal: Principal, page: int = 1, filters: listing.JobFilters | None = None
+) -> dict[str, Any]:
+    filters = filters or listing.JobFilters()
+    owner = _visible_owner(principal)
+    found = listing.job_page(db, visible_owner=owner, filters=filters, page=page)
+    now = utcnow()
     return {
-        "jobs": listing.jobs,
-        "listing": listing,
-        "live": any(not j.status.finished for j in listing.jobs),
+        "jobs": found.jobs,
+        "listing": found,
+        "filters": filters,
+        "timings": {job.id: listing.row_timing(job, now) for job in found.jobs},
+        "dataset_choices": listing.dataset_choices(db, owner),
+        "owner_choices": listing.owner_choices(db) if principal.is_admin else [],
+        "statuses": [s.value for s in JobStatus],
+        "live": any(not j.status.finished for j in found.jobs),
     }
 
 
@@ -56,8 +70,22 @@ def job_list(
     db: DbDep,
     principal: Researcher,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    job_type: Annotated[str, Query(alias="type", max_length=50)] = "",
+    status: Annotated[str, Query(max_length=20)] = "",
+    dataset: Annotated[str, Query(max_length=20)] = "",
+    owner: Annotated[str, Query(max_length=20)] = "",
+    q: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
-    context = {**_list_context(db, principal, page), **_form_context()}
+    filters = listing.parse_filters(
+        job_type=job_type,
+        status=status,
+        dataset=dataset,
+        owner=owner,
+        q=q,
+        known_types=set(JOB_TYPES),
+        may_filter_owner=principal.is_admin,
+    )
+    context = {**_list_context(db, principal, page, filters), **_form_context()}
     if request.headers.get("hx-request"):
         return render(request, "jobs/list.html", context, block="job_table")
     return render(request, "jobs/list.html", context)
@@ -70,18 +98,19 @@ def launch(
     principal: Researcher,
     collection: Annotated[str, Form(max_length=100)] = "",
     queue: Annotated[str, Form(max_length=10)] = "cpu",
+    job_name: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     try:
         spec = image_stats_spec(collection, queue)
     except SpecError as exc:
-        values = {"collection": collection, "queue": queue}
+        values = {"collection": collection, "queue": queue, "job_name": job_name}
         context = {
             **_list_context(db, principal),
             **_form_context({exc.field: exc.message}, values),
             "live": False,
         }
         return render(request, "jobs/list.html", context, status_code=422)
-    job = service.submit(db, spec, owner_id=principal.user.id)
+    job = service.submit(db, replace(spec, name=job_name), owner_id=principal.user.id)
     return redirect(request, f"/jobs/{job.id}", flash=f"Job {job.id} queued.")
 
 
@@ -96,11 +125,18 @@ def _page_context(job: Job) -> dict[str, Any]:
         "log_tail": files.log_tail(job.artefact_dir),
         "rerunnable": job.type not in clone.NOT_RERUNNABLE,
         "retryable": job.status in clone.RETRYABLE and job.type not in clone.NOT_RERUNNABLE,
+        "params_table": params_table(job.type, job.params),
+        "type_title": JOB_TYPES[job.type].title if job.type in JOB_TYPES else job.type,
+        "timing": listing.row_timing(job, utcnow()),
     }
     if job.type == "train_gan":
         from app.gans.views import training_view
 
         context.update(training_view(job))
+    elif job.type == "train_classifier":
+        from app.evaluation.training_curves import classifier_curves
+
+        context.update(classifier_curves(job))
     return context
 
 
@@ -165,7 +201,12 @@ def clone_form(request: Request, job_id: int, db: DbDep, principal: Researcher) 
     if job.type in clone.NOT_RERUNNABLE:
         message = f"A {job.type} job cannot be cloned. {clone.NOT_RERUNNABLE[job.type]}"
         return redirect(request, f"/jobs/{job.id}", flash=message, kind="error")
-    values = {"type": job.type, "queue": job.queue, "params": clone.editable_json(job)}
+    values = {
+        "type": job.type,
+        "queue": job.queue,
+        "params": clone.editable_json(job),
+        "job_name": copy_name(job.name, f"Job {job.id}"),
+    }
     return render(request, "jobs/clone.html", _clone_context(job, values))
 
 
@@ -178,12 +219,14 @@ def clone_job(
     params: Annotated[str, Form()] = "",
     job_type: Annotated[str, Form(alias="type", max_length=50)] = "",
     queue: Annotated[str, Form(max_length=10)] = "",
+    job_name: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     job = _job_for(db, job_id, principal)
     try:
         spec = clone_checks.checked_clone(db, clone.clone_spec(job, job_type, queue, params))
     except SpecError as exc:
-        values = {"type": job_type, "queue": queue, "params": params}
+        values = {"type": job_type, "queue": queue, "params": params, "job_name": job_name}
         return render(request, "jobs/clone.html", _clone_context(job, values, exc), status_code=422)
-    new = service.resubmit(db, job, spec)
+    name = job_name if job_name.strip() else copy_name(job.name, f"Job {job.id}")
+    new = service.resubmit(db, job, replace(spec, name=name))
     return redirect(request, f"/jobs/{new.id}", flash=f"Job {new.id} queued: a clone of {job.id}.")

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.service import Principal
 from app.config import get_settings
+from app.jobs import listing, naming
 from app.jobs.heartbeats import reap_after_s
 from app.jobs.outcomes import on_job_finished
 from app.jobs.specs import JobSpec
-from app.models import Job, JobStatus
+from app.models import Dataset, Job, JobStatus
 from app.models.types import utcnow
 
 
@@ -53,9 +54,31 @@ def artefact_dir_for(job_id: int) -> Path:
     return get_settings().artefacts_dir / "jobs" / str(job_id)
 
 
+def _dataset_id(db: Session, params: dict[str, Any]) -> int | None:
+    found = naming.dataset_of(params)
+    parent_id = params.get("train_job_id")
+    if found is None and isinstance(parent_id, int) and not isinstance(parent_id, bool):
+        # A sampling job works on its training run's dataset.
+        parent = db.get(Job, parent_id)
+        found = parent.dataset_id if parent is not None else None
+    return found
+
+
 def create_job(db: Session, spec: JobSpec, *, owner_id: int | None) -> Job:
     """The row only (flushed, not committed, not enqueued)."""
-    job = Job(type=spec.type, queue=spec.queue, params=spec.params, owner_id=owner_id)
+    dataset_id = _dataset_id(db, spec.params)
+    name = naming.clean_name(spec.name)
+    if name is None:
+        dataset = db.get(Dataset, dataset_id) if dataset_id is not None else None
+        name = naming.default_name(spec.type, spec.params, dataset.name if dataset else None)
+    job = Job(
+        type=spec.type,
+        queue=spec.queue,
+        params=spec.params,
+        owner_id=owner_id,
+        name=name,
+        dataset_id=dataset_id,
+    )
     db.add(job)
     db.flush()
     job.artefact_dir = str(artefact_dir_for(job.id))
@@ -95,6 +118,13 @@ def commit_and_enqueue(db: Session, job: Job) -> None:
         db.commit()
 
 
+def rename(job: Job, raw: str | None) -> None:
+    """A launch form's Name field: blank keeps the generated name."""
+    name = naming.clean_name(raw)
+    if name is not None:
+        job.name = name
+
+
 def get_job(db: Session, job_id: int) -> Job:
     job = db.get(Job, job_id)
     if job is None:
@@ -109,27 +139,8 @@ def list_jobs(db: Session, *, owner_id: int | None, limit: int = 100, offset: in
     return list(db.scalars(query))
 
 
-PAGE_SIZE = 50
-
-
-@dataclass(frozen=True)
-class JobPage:
-    jobs: list[Job]
-    page: int
-    pages: int
-    total: int
-
-
-def job_page(db: Session, *, owner_id: int | None, page: int, size: int = PAGE_SIZE) -> JobPage:
-    """One page of the job list, newest first; a page past the end shows the last one."""
-    count = select(func.count()).select_from(Job)
-    if owner_id is not None:
-        count = count.where(Job.owner_id == owner_id)
-    total = int(db.scalar(count) or 0)
-    pages = max(1, -(-total // size))
-    page = min(max(page, 1), pages)
-    jobs = list_jobs(db, owner_id=owner_id, limit=size, offset=(page - 1) * size)
-    return JobPage(jobs, page, pages, total)
+# The list's page size, where the job list's own module keeps it.
+PAGE_SIZE = listing.PAGE_SIZE
 
 
 def resubmit(db: Session, source: Job, spec: JobSpec) -> Job:

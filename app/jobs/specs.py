@@ -28,6 +28,8 @@ class JobSpec:
     type: str
     queue: str
     params: dict[str, Any] = field(default_factory=dict)
+    # None: `app.jobs.naming.default_name` names the job from its type and params.
+    name: str | None = None
 
 
 @dataclass(frozen=True)

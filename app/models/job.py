@@ -42,6 +42,8 @@ class Job(Base):
     __table_args__ = (UniqueConstraint("sweep_id", "sweep_step", name="uq_jobs_sweep_step"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # What the researcher calls the run; a readable default is generated at launch.
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     type: Mapped[str] = mapped_column(String(50), index=True)
     queue: Mapped[str] = mapped_column(String(20), default="cpu")
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -68,3 +70,7 @@ class Job(Base):
         ForeignKey("sweeps.id", name="fk_jobs_sweep_id", use_alter=True), nullable=True, index=True
     )
     sweep_step: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # The dataset the job works on, copied out of params at launch so the job list can filter
+    # by it on an index instead of reading every job's JSON. No foreign key: a job's record
+    # outlives a forgotten dataset.
+    dataset_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)

@@ -121,8 +121,12 @@ def stats_command(
     _print_summary(about, stats)
 
 
-SUMMARY_COLUMNS = ("reader", "n", "correct", "accuracy", "Wilson 95% CI", "p binomial", "p Holm",
-                   "p TOST", "n uncertain")  # fmt: skip
+# "p (two-sided)": the exact binomial test against chance in either direction; "below chance"
+# flags a reader significantly under it on decisive answers (inverted answers).
+SUMMARY_COLUMNS = (
+    "reader", "n", "correct", "accuracy", "Wilson 95% CI", "p (two-sided)", "p Holm",
+    "below chance", "p TOST", "n uncertain", "uncertain share",
+)  # fmt: skip
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -140,7 +144,8 @@ def _print_summary(about: dict[str, Any], stats: dict[str, Any]) -> None:
         table.add_row(
             r["reader"], str(r["n"]), str(r["correct"]), _fmt(r["accuracy"]),
             f"{_fmt(r['wilson_low'])}-{_fmt(r['wilson_high'])}", _fmt(r["p_binomial"], 4),
-            _fmt(r["p_holm"], 4), _fmt(r["p_tost"], 4), str(r["n_uncertain"]),
+            _fmt(r["p_holm"], 4), "yes" if r["below_chance"] else "no", _fmt(r["p_tost"], 4),
+            str(r["n_uncertain"]), _fmt(r["uncertain_share"]),
         )  # fmt: skip
     pooled = stats["pooled"]
     # Piped output would otherwise be squeezed into 80 columns and truncate the numbers.

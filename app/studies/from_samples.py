@@ -33,7 +33,7 @@ from app.domain.reader_study import StudyDesign
 from app.imagesets.service import MAX_SET_NAME, IngestError, create_image_set
 from app.jobs.service import JobNotFound
 from app.models import Dataset, DatasetStatus, Image, ImageSet, Job, JobStatus, Origin, Study
-from app.studies.design import ReadingOptions
+from app.studies.design import DisplayOptions, ReadingOptions
 from app.studies.service import StudyDesignError, create_study
 from ml.data.classes import class_name
 from ml.data.store import PreparedDataset, open_dataset
@@ -200,6 +200,8 @@ class FromSamplesError(Exception):
 class StudyOptions:
     name: str | None  # None: named after the synthetic set
     n_images: int | None  # None: every synthetic image and its matched real images
+    # None: the default display (app/studies/design.py DisplayOptions).
+    display: DisplayOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -491,6 +493,7 @@ def create_study_from_samples(
             image_set_ids=[source.synthetic.id, real.id],
             design=design,
             reading=ReadingOptions(confidence="1-5"),
+            display_options=options.display,
         )
     except StudyDesignError as exc:
         raise FromSamplesError(" ".join(exc.problems)) from None

@@ -79,16 +79,47 @@ def image_label(item_id: int) -> str:
 
 
 def pseudonym(reader: StudyReader) -> str:
-    return reader.pseudonym or f"R{reader.id}"
+    return _pseudonym(reader.id, reader.pseudonym)
+
+
+def _pseudonym(reader_id: int, name: str | None) -> str:
+    return name or f"R{reader_id}"
 
 
 def _truth(origin: Origin) -> str:
     return "fake" if origin is Origin.synthetic else "real"
 
 
-def _reading_query(study: Study, *, include_practice: bool) -> Any:
+# Columns, not ORM objects: a study of 20 readers x 500 images has 10,000 answer rows, and
+# building six mapped objects per row cost seconds on every new answer.
+RATING_COLUMNS = (
+    StudyReader.id,
+    StudyReader.pseudonym,
+    StudyItem.id,
+    Image.origin,
+    Image.source,
+    Answer.answer,
+    Answer.confidence,
+    ScheduleEntry.repeat,
+)
+_ROW_COLUMNS = (
+    *RATING_COLUMNS,
+    ImageSet.name,
+    Image.label,
+    Answer.reason,
+    Answer.second_answer,
+    Answer.shown_at,
+    Answer.answered_at,
+    Answer.duration_ms,
+    ScheduleEntry.position,
+    ScheduleEntry.practice,
+)
+
+
+def reading_query(study: Study, columns: tuple[Any, ...], *, include_practice: bool) -> Any:
     query = (
-        select(Answer, ScheduleEntry, StudyItem, Image, ImageSet, StudyReader)
+        select(*columns)
+        .select_from(Answer)
         .join(ScheduleEntry, Answer.schedule_entry_id == ScheduleEntry.id)
         .join(StudyItem, ScheduleEntry.study_item_id == StudyItem.id)
         .join(Image, StudyItem.image_id == Image.id)
@@ -121,24 +152,31 @@ def study_ratings(db: Session, study: Study) -> list[Rating]:
             )
             for r in _external(db, study)
         ]
-    ratings: list[Rating] = []
-    for answer, entry, item, image, _set, reader in db.execute(
-        _reading_query(study, include_practice=False)
-    ):
-        synthetic = image.origin is Origin.synthetic
-        ratings.append(
-            Rating(
-                reader=pseudonym(reader),
-                image=image_label(item.id),
-                truth=_truth(image.origin),  # type: ignore[arg-type]
-                answer=answer.answer,
-                confidence=answer.confidence,
-                # A real image has no generator, whatever its row says.
-                source=image.source if synthetic else None,
-                repeat=entry.repeat,
-            )
-        )
-    return ratings
+    query = reading_query(study, RATING_COLUMNS, include_practice=False)
+    return [rating_from_row(*row) for row in db.execute(query)]
+
+
+def rating_from_row(
+    reader_id: int,
+    name: str | None,
+    item_id: int,
+    origin: Origin,
+    source: str | None,
+    answer: str,
+    confidence: float | None,
+    repeat: bool,
+) -> Rating:
+    """The Rating of one row of RATING_COLUMNS (one answer of a reading study)."""
+    return Rating(
+        reader=_pseudonym(reader_id, name),
+        image=image_label(item_id),
+        truth=_truth(origin),  # type: ignore[arg-type]
+        answer=answer,  # type: ignore[arg-type]
+        confidence=confidence,
+        # A real image has no generator, whatever its row says.
+        source=source if origin is Origin.synthetic else None,
+        repeat=repeat,
+    )
 
 
 def answer_rows(db: Session, study: Study) -> list[dict[str, Any]]:
@@ -160,27 +198,30 @@ def answer_rows(db: Session, study: Study) -> list[dict[str, Any]]:
             for r in _external(db, study)
         ]
     rows: list[dict[str, Any]] = []
-    for answer, entry, item, image, image_set, reader in db.execute(
-        _reading_query(study, include_practice=True)
-    ):
+    query = reading_query(study, _ROW_COLUMNS, include_practice=True)
+    for (
+        reader_id, name, item_id, origin, source, answer, confidence, repeat,
+        set_name, label, reason, second_answer, shown_at, answered_at, duration_ms,
+        position, practice,
+    ) in db.execute(query):  # fmt: skip
         rows.append(
             {
-                "reader": pseudonym(reader),
-                "image": image_label(item.id),
-                "truth": _truth(image.origin),
-                "source_set": image_set.name,
-                "label": image.label,
-                "source": image.source if image.origin is Origin.synthetic else None,
-                "answer": answer.answer,
-                "confidence": answer.confidence,
-                "reason": answer.reason,
-                "second_answer": answer.second_answer,
-                "shown_at": answer.shown_at,
-                "answered_at": answer.answered_at,
-                "duration_ms": answer.duration_ms,
-                "position": entry.position,
-                "repeat": entry.repeat,
-                "practice": entry.practice,
+                "reader": _pseudonym(reader_id, name),
+                "image": image_label(item_id),
+                "truth": _truth(origin),
+                "source_set": set_name,
+                "label": label,
+                "source": source if origin is Origin.synthetic else None,
+                "answer": answer,
+                "confidence": confidence,
+                "reason": reason,
+                "second_answer": second_answer,
+                "shown_at": shown_at,
+                "answered_at": answered_at,
+                "duration_ms": duration_ms,
+                "position": position,
+                "repeat": repeat,
+                "practice": practice,
                 "blinding_override": study.blinding_override,
             }
         )
@@ -192,18 +233,18 @@ def image_refs(db: Session, study: Study) -> dict[str, ImageRef]:
     if study.kind is StudyKind.imported:
         return {}
     query = (
-        select(StudyItem, Image)
+        select(StudyItem.id, Image.image_set_id, Image.id, Image.original_name, Image.source)
         .join(Image, StudyItem.image_id == Image.id)
         .where(StudyItem.study_id == study.id)
     )
     return {
-        image_label(item.id): ImageRef(
-            label=image_label(item.id),
-            study_item_id=item.id,
-            image_set_id=image.image_set_id,
-            image_id=image.id,
-            original_name=image.original_name,
-            source=image.source,
+        image_label(item_id): ImageRef(
+            label=image_label(item_id),
+            study_item_id=item_id,
+            image_set_id=set_id,
+            image_id=image_id,
+            original_name=name,
+            source=source,
         )
-        for item, image in db.execute(query)
+        for item_id, set_id, image_id, name, source in db.execute(query)
     }

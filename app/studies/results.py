@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -18,20 +18,32 @@ from typing import Any, TypeVar
 import numpy as np
 from sqlalchemy.orm import Session
 
+from app.domain.checked_first import checked_first
 from app.domain.mrmc_design import mrmc_section
 from app.domain.power import StudyPlan, plan_study
 from app.domain.statistics import (
     BinomialAlternative,
     Rating,
     UncertainPolicy,
-    first_presentations,
     study_statistics,
 )
 from app.models import Study, StudyKind
+from app.studies.answer_log import (
+    Reason,
+    StudyReading,
+    imported_reading,
+    is_incremental,
+    read_answers,
+)
 from app.studies.blinding_gate import methods_line
 from app.studies.design import load_design
-from app.studies.ratings import ImageRef, answer_rows, image_refs, natural_key, study_ratings
-from app.studies.results_cache import cached_by_study_state, cached_for_state
+from app.studies.ratings import ImageRef, image_refs, natural_key
+from app.studies.results_cache import (
+    cached_by_study_state,
+    cached_for_state,
+    study_state,
+    update_latest,
+)
 from app.web.charts import label_width, short_label
 
 T = TypeVar("T")
@@ -70,7 +82,8 @@ def statistics_for(
 ) -> tuple[list[Rating], dict[str, Any]]:
     """The study's ratings and study_statistics() under ``policy`` (default: the study's)."""
     preregistered, margin = study_options(study)
-    ratings = study_ratings(db, study)
+    reading = _reading(db, study)
+    ratings = reading.ratings
     stats = study_statistics(
         ratings,
         policy=policy or preregistered,
@@ -78,7 +91,7 @@ def statistics_for(
         alternative=study_alternative(study),
     )
     # Multi-reader multi-case ROC analysis of the confidence ratings (independent of policy).
-    stats["mrmc"] = mrmc_section(ratings)
+    stats["mrmc"] = mrmc_section(reading.first)
     blinding = methods_line(study)
     if blinding:
         # The methods travel with the results page and stats.json, so the gate's verdict and
@@ -310,7 +323,7 @@ def fooling_gallery(
     ratings: Sequence[Rating], stats: Mapping[str, Any], refs: Mapping[str, ImageRef]
 ) -> list[GalleryItem]:
     """Synthetic images, the most convincing first (share of readers who called them real)."""
-    readers = Counter(r.image for r in first_presentations(ratings) if r.truth == "fake")
+    readers = Counter(r.image for r in checked_first(ratings) if r.truth == "fake")
     items = [
         GalleryItem(
             image=image,
@@ -324,15 +337,6 @@ def fooling_gallery(
     return sorted(items, key=lambda g: (-g.fooling_rate, -g.n_readers, natural_key(g.image)))
 
 
-@dataclass(frozen=True)
-class Reason:
-    reader: str
-    image: str
-    truth: str
-    answer: str
-    reason: str
-
-
 def reasons_from(rows: Iterable[Mapping[str, Any]]) -> list[Reason]:
     return [
         Reason(r["reader"], r["image"], r["truth"], r["answer"], r["reason"])
@@ -344,6 +348,8 @@ def reasons_from(rows: Iterable[Mapping[str, Any]]) -> list[Reason]:
 def filter_reasons(reasons: Iterable[Reason], query: str | None) -> list[Reason]:
     """Reasons containing every word of ``query`` (any case) in the text, reader or image."""
     words = (query or "").casefold().split()
+    if not words:
+        return list(reasons)
     return [
         r
         for r in reasons
@@ -414,10 +420,7 @@ def page_of(items: Sequence[T], page: int, size: int) -> tuple[Sequence[T], int,
     return items[(page - 1) * size : page * size], page, n_pages
 
 
-def _reasons_view(
-    rows: Iterable[Mapping[str, Any]], query: str | None, page: int = 1
-) -> dict[str, Any]:
-    reasons = reasons_from(rows)
+def _reasons_view(reasons: Sequence[Reason], query: str | None, page: int = 1) -> dict[str, Any]:
     found = filter_reasons(reasons, query)
     shown, page, n_pages = page_of(found, page, REASONS_SHOWN)
     first = (page - 1) * REASONS_SHOWN
@@ -433,9 +436,42 @@ def _reasons_view(
     }
 
 
-def _answer_rows(db: Session, study: Study) -> list[dict[str, Any]]:
-    # The page reads times and reasons from every answer row: cached like the statistics.
-    return cached_for_state(db, study, "answer_rows", lambda: answer_rows(db, study))
+State = tuple[Hashable, ...]
+
+
+def _reading(db: Session, study: Study, state: State | None = None) -> StudyReading:
+    """Ratings, answer times and reasons, once per study state; a reading study's from its
+    answer log, which reads only the answers added since the last state."""
+
+    def build() -> StudyReading:
+        if not is_incremental(study):
+            return imported_reading(db, study)
+        log = update_latest(study, "answer_log", lambda previous: read_answers(db, study, previous))
+        return log.reading()
+
+    return cached_for_state(db, study, "reading", build, state=state)
+
+
+@dataclass(frozen=True)
+class _PageParts:
+    """What the page shows besides the statistics, derived once per study state."""
+
+    n_repeats: int
+    gallery: list[GalleryItem]
+    times: TimeHistogram | None
+
+
+def _page_parts(db: Session, study: Study, state: State, stats: Mapping[str, Any]) -> _PageParts:
+    def build() -> _PageParts:
+        reading = _reading(db, study, state)
+        refs = image_refs(db, study)
+        # The fooling rates are the same under either uncertain policy ("uncertain" is not
+        # being fooled), so the gallery of one policy's statistics serves both.
+        gallery = fooling_gallery(reading.first, stats, refs)[:GALLERY_SIZE]
+        n_repeats = sum(r.repeat for r in reading.ratings)
+        return _PageParts(n_repeats, gallery, answer_time_histogram(reading.times_ms))
+
+    return cached_for_state(db, study, "page", build, state=state)
 
 
 def results_context(
@@ -447,9 +483,9 @@ def results_context(
 ) -> dict[str, Any]:
     """Everything templates/studies/results.html renders."""
     preregistered, _margin = study_options(study)
-    ratings, stats = statistics_for(db, study, policy)
-    rows = _answer_rows(db, study)
-    refs = cached_for_state(db, study, "image_refs", lambda: image_refs(db, study))
+    state = study_state(db, study)  # read once: every part below is cached under it
+    ratings, stats = statistics_for(db, study, policy, state=state)
+    parts = _page_parts(db, study, state, stats)
     return {
         "study": study,
         "imported": study.kind is StudyKind.imported,
@@ -460,18 +496,19 @@ def results_context(
         "other_policy": next(p for p in POLICIES if p != policy),
         "policy_titles": POLICY_TITLES,
         "n_ratings": len(ratings),
-        "n_repeats": sum(r.repeat for r in ratings),
+        "n_repeats": parts.n_repeats,
         "reader_plot": reader_plot(stats),
         "source_plot": source_plot(stats),
-        "gallery": fooling_gallery(ratings, stats, refs)[:GALLERY_SIZE],
+        "gallery": parts.gallery,
         "n_synthetic_images": len(stats["fooling_rates"]),
-        "times": answer_time_histogram(r["duration_ms"] for r in rows if not r["practice"]),
+        "times": parts.times,
         "planner": sample_size(stats),
         "mrmc": stats["mrmc"],
-        **_reasons_view(rows, query, reasons_page),
+        **_reasons_view(_reading(db, study, state).reasons, query, reasons_page),
     }
 
 
 def reasons_context(db: Session, study: Study, query: str | None, page: int = 1) -> dict[str, Any]:
     """Only what the reasons fragment needs, for the htmx search and its pages."""
-    return {"study": study, **_reasons_view(_answer_rows(db, study), query, page)}
+    reasons = _reading(db, study).reasons
+    return {"study": study, **_reasons_view(reasons, query, page)}

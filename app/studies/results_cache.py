@@ -100,9 +100,15 @@ def cached_by_study_state(
 
     @functools.wraps(compute)
     def cached(
-        db: Session, study: Study, policy: str | None = None
+        db: Session,
+        study: Study,
+        policy: str | None = None,
+        *,
+        state: tuple[Hashable, ...] | None = None,
     ) -> tuple[list[Any], dict[str, Any]]:
-        key = ("statistics", study_state(db, study), policy)
+        # ``state``: the study_state() the caller read for this request, so one page reads
+        # it once however many cached parts it uses.
+        key = ("statistics", state or study_state(db, study), policy)
         found = CACHE.get(key)
         if found is None:
             found = compute(db, study, policy)
@@ -113,9 +119,26 @@ def cached_by_study_state(
     return cached
 
 
-def cached_for_state(db: Session, study: Study, name: str, build: Callable[[], T]) -> T:
-    """``build()`` once per study state under ``name``; the value must not be mutated."""
-    key = (name, study_state(db, study))
+def update_latest(study: Study, name: str, update: Callable[[T | None], T]) -> T:
+    """``update(previous)`` with the value last stored under ``name`` for this study (None if
+    none, or aged out), stored as the latest; for values that grow with the study."""
+    key = (name, "latest", study.id)
+    value = update(CACHE.get(key))
+    CACHE.put(key, value)
+    return value
+
+
+def cached_for_state(
+    db: Session,
+    study: Study,
+    name: str,
+    build: Callable[[], T],
+    *,
+    state: tuple[Hashable, ...] | None = None,
+) -> T:
+    """``build()`` once per study state (``state`` if the caller read it already) under
+    ``name``; the value must not be mutated."""
+    key = (name, state or study_state(db, study))
     found = CACHE.get(key)
     if found is None:
         found = build()

@@ -3,12 +3,18 @@
 Same rules as `app.web.charts`: no script, no style attributes, every text escaped, the same
 input gives the same bytes. Values may be negative (critic losses) but must be finite; points
 that are not finite are skipped rather than drawn as spikes.
+
+`interactive_line_chart` wraps the SVG with the same data as JSON, which static/js/charts.js
+turns into a uPlot chart (hover values, zoom, smoothing, log scale): the SVG stays as what a
+browser without script shows.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from markupsafe import Markup, escape
 
@@ -19,14 +25,26 @@ HEIGHT = 220
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 58, 44
 
 Point = tuple[float, float]
+# A metric's natural range, either end open (None): the y axis never runs past it.
+Bounds = tuple[float | None, float | None]
+UNIT_INTERVAL: Bounds = (0.0, 1.0)  # AUC, probabilities such as ADA's p
+NON_NEGATIVE: Bounds = (0.0, None)  # FID, privacy epsilon
 
 
-def _range(values: Sequence[float]) -> tuple[float, float, float]:
+def _range(values: Sequence[float], bounds: Bounds | None = None) -> tuple[float, float, float]:
     lo, hi = min(values), max(values)
     if hi == lo:
         lo, hi = lo - 1, hi + 1
     step = _nice_step(hi - lo)
-    return math.floor(lo / step) * step, math.ceil(hi / step) * step, step
+    start, stop = math.floor(lo / step) * step, math.ceil(hi / step) * step
+    floor, ceiling = bounds or (None, None)
+    # Rounding out to whole steps must not take an AUC axis below 0 or past 1; data outside
+    # the natural range (a bug upstream) still stays on the chart.
+    if floor is not None and min(values) >= floor:
+        start = max(start, floor)
+    if ceiling is not None and max(values) <= ceiling:
+        stop = min(stop, ceiling)
+    return start, stop, step
 
 
 def line_chart(
@@ -36,17 +54,11 @@ def line_chart(
     x_label: str,
     y_label: str,
     intervals: Mapping[str, Sequence[tuple[float, float, float]]] | None = None,
+    y_bounds: Bounds | None = None,
 ) -> Markup:
-    """`intervals`: per series name, (x, low, high) drawn as error bars (confidence intervals)."""
-    clean = {
-        name: [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
-        for name, points in series.items()
-    }
-    bars = {
-        name: [b for b in rows if all(math.isfinite(v) for v in b)]
-        for name, rows in (intervals or {}).items()
-        if name in clean
-    }
+    """`intervals`: per series name, (x, low, high) drawn as error bars (confidence intervals);
+    `y_bounds`: the metric's natural range, which the y axis stays within."""
+    clean, bars = _finite(series, intervals)
     xs = [x for pts in clean.values() for x, _ in pts]
     ys = [y for pts in clean.values() for _, y in pts]
     ys += [v for rows in bars.values() for _, lo, hi in rows for v in (lo, hi)]
@@ -56,7 +68,7 @@ def line_chart(
         return _svg("line-chart", title, TOP + 40, body)
     x0, x1, xstep = _range(xs) if max(xs) > min(xs) else (min(xs), min(xs) + 1, 1.0)
     x0 = max(x0, 0.0) if min(xs) >= 0 else x0
-    y0, y1, ystep = _range(ys)
+    y0, y1, ystep = _range(ys, y_bounds)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def px(x: float) -> float:
@@ -105,3 +117,93 @@ def line_chart(
                     f'fill="{colour}"><title>{escape(name)} at {x:g}: {y:.4g}</title></circle>'
                 )
     return _svg("line-chart", title, HEIGHT, body)
+
+
+def _finite(
+    series: Mapping[str, Sequence[Point]],
+    intervals: Mapping[str, Sequence[tuple[float, float, float]]] | None,
+) -> tuple[dict[str, list[Point]], dict[str, list[tuple[float, float, float]]]]:
+    clean = {
+        name: [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
+        for name, points in series.items()
+    }
+    bars = {
+        name: [b for b in rows if all(math.isfinite(v) for v in b)]
+        for name, rows in (intervals or {}).items()
+        if name in clean
+    }
+    return clean, bars
+
+
+def chart_spec(
+    series: Mapping[str, Sequence[Point]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    intervals: Mapping[str, Sequence[tuple[float, float, float]]] | None = None,
+    y_bounds: Bounds | None = None,
+    log_option: bool = False,
+    smoothing: bool = False,
+) -> dict[str, Any]:
+    """What static/js/charts.js draws: one entry per series (a run, a loss) in the SVG's
+    colours, non-finite points dropped as the SVG drops them. `log_option` offers a log
+    y scale (loss-like series), `smoothing` an exponential moving average (noisy curves)."""
+    clean, bars = _finite(series, intervals)
+    return {
+        "title": title,
+        "x_label": x_label,
+        "y_label": y_label,
+        "y_range": list(y_bounds) if y_bounds else None,
+        "log_option": log_option,
+        "smoothing": smoothing,
+        "series": [
+            {
+                "name": name,
+                "colour": PALETTE[j % len(PALETTE)],
+                "points": [[x, y] for x, y in points],
+                "intervals": [list(b) for b in bars.get(name, [])],
+            }
+            for j, (name, points) in enumerate(clean.items())
+        ],
+    }
+
+
+def interactive_line_chart(
+    chart_id: str,
+    series: Mapping[str, Sequence[Point]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    intervals: Mapping[str, Sequence[tuple[float, float, float]]] | None = None,
+    y_bounds: Bounds | None = None,
+    log_option: bool = False,
+    smoothing: bool = False,
+) -> Markup:
+    """The SVG chart inside an element whose `data-chart` attribute holds the data as JSON;
+    the markup matches templates/macros/charts.html's `line_chart`. An attribute, not a JSON
+    script block: htmx drops every <script> from the markup it swaps in (allowScriptTags is
+    off), which would leave a running job's refreshed charts without data."""
+    svg = line_chart(
+        series,
+        title=title,
+        x_label=x_label,
+        y_label=y_label,
+        intervals=intervals,
+        y_bounds=y_bounds,
+    )
+    spec = chart_spec(
+        series,
+        title=title,
+        x_label=x_label,
+        y_label=y_label,
+        intervals=intervals,
+        y_bounds=y_bounds,
+        log_option=log_option,
+        smoothing=smoothing,
+    )
+    return Markup(  # noqa: S704 - the id and JSON are escaped, the SVG is safe markup
+        f'<div class="ichart" id="{escape(chart_id)}" data-chart="{escape(json.dumps(spec))}">'
+        f"{svg}</div>"
+    )

@@ -37,7 +37,8 @@ def test_run_the_benchmark_and_read_it(page: Page, sqlite_env, server_factory) -
     expect(mixed).to_be_visible(timeout=300_000)
     expect(page.locator("#fidelity tr.floor").first).to_be_visible(timeout=300_000)
     expect(page.locator("#privacy")).to_contain_text("release gate:", timeout=300_000)
-    expect(page.locator("#utility svg.line-chart")).to_be_visible()
+    # static/js/charts.js draws the ROC curves over their SVG fallback.
+    expect(page.locator("#utility [data-chart-ready] canvas")).to_be_visible()
 
     page.reload()  # the attribution form appears once two classifiers have finished
     form = page.locator("form[action$='/benchmark/attribution']")

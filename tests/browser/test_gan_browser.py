@@ -49,7 +49,8 @@ def test_train_watch_slide_and_sample(page: Page, sqlite_env, server_factory) ->
     expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
     # htmx polls the job until it ends; curves and the latest grid update in place.
     expect(page.locator("#status")).to_have_text("succeeded", timeout=120_000)
-    expect(page.locator("#training svg.line-chart").first).to_be_visible()
+    # static/js/charts.js draws the curves over their SVG fallback.
+    expect(page.locator("#training [data-chart-ready] canvas").first).to_be_visible()
     page.reload()  # the slider section is rendered once the run has its snapshots
     slider = page.locator("#snapshot-slider")
     expect(slider).to_be_visible()

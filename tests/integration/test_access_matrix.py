@@ -81,6 +81,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/openapi.json"): public(),
     ("GET", "/static/{file:path}"): public(),
     ("GET", "/healthz"): public(),
+    ("GET", "/glossary"): public(),
     ("GET", "/"): public(303),  # to /login, /read or /jobs by who is asking
     ("GET", "/login"): Rule((200, 303, 303, 303, 303, 303)),
     ("POST", "/login"): public(422),  # the empty form: no credentials to check

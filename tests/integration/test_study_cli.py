@@ -69,3 +69,33 @@ def test_import_then_stats_as_json(tmp_path: Path) -> None:
     bad = run_cli(env, "study", "import-ratings", str(bad_file), "--name", "Bad")
     assert bad.returncode == 1 and bad.stdout == ""
     assert "Row 2: unknown answer 'perhaps'" in bad.stderr and "Row 3: empty reader" in bad.stderr
+
+
+def test_stats_summary_labels_the_two_sided_test_and_shows_below_chance_and_uncertain(
+    tmp_path: Path,
+) -> None:
+    env = Env(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'cli.sqlite'}",
+        f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
+    )
+    assert run_cli(env, "db", "upgrade").returncode == 0
+    created = run_cli(env, "user", "create", "root", "--role", "admin", "--password", "root-pw-123")
+    assert created.returncode == 0, created.stderr
+    ratings_file = tmp_path / "ratings.csv"
+    ratings_file.write_text(RATINGS)
+    imported = run_cli(env, "study", "import-ratings", str(ratings_file), "--name", "Paper study")
+    assert imported.returncode == 0, imported.stderr
+    shown = run_cli(env, "study", "stats", imported.stdout.strip(), "--uncertain", "wrong")
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    for column in ("p (two-sided)", "below chance", "n uncertain", "uncertain share"):
+        assert column in out, out
+    assert "p binomial" not in out
+    rows = {line.split()[1]: line for line in out.splitlines() if line[:3] in ("│ R", "| R")}
+    # R1: 2 of 4 right under "wrong" (its uncertain counts as wrong), 1 uncertain in 4 answers.
+    stats = study_statistics(parse_ratings_csv(RATINGS).ratings, policy="wrong")
+    r1 = next(r for r in stats["readers"] if r["reader"] == "R1")
+    cells = [c.strip() for c in rows["R1"].strip("│| ").split("│")]
+    assert cells[5] == f"{r1['p_binomial']:.4f}" and cells[7] == "no"
+    assert cells[9] == "1" and cells[10] == "0.250"
