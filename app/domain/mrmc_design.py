@@ -30,7 +30,7 @@ import numpy as np
 
 from app.domain.checked_first import checked_first
 from app.domain.mrmc import Interval, MrmcData, MrmcResult, or_analysis
-from app.domain.mrmc_power import cases_for_power, pilot_from
+from app.domain.mrmc_power import DegeneratePilotError, cases_for_power, pilot_from
 from app.domain.ratings import Rating, fake_score
 
 MODALITY_SEPARATOR = "@"
@@ -205,7 +205,12 @@ def _plans(result: MrmcResult) -> list[dict[str, Any]]:
     pilot = pilot_from(result)
     plans = []
     for readers in PLANNED_READERS:
-        plan = cases_for_power(pilot, readers=readers, effect=PLANNED_EFFECT, power=PLANNED_POWER)
+        try:
+            plan = cases_for_power(
+                pilot, readers=readers, effect=PLANNED_EFFECT, power=PLANNED_POWER
+            )
+        except DegeneratePilotError:
+            return []  # no variability in the pilot: nothing to size a study from
         plans.append(
             {
                 "readers": readers,

@@ -64,6 +64,17 @@ def _f_power(ncp: float, ddf: float, alpha: float) -> float:
     return float(ncf.sf(critical, 1, ddf, ncp))
 
 
+class DegeneratePilotError(ValueError):
+    """The pilot's variance components leave no variability to size a study from (every
+    reader gave every case the same score, say): no power or sample size is defined."""
+
+
+def _positive(value: float, what: str) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise DegeneratePilotError(f"the pilot's {what} is {value!r}: no power can be computed")
+    return value
+
+
 def _terms(pilot: PilotComponents, readers: int, cases: int) -> tuple[float, float, float]:
     """(random effect, case-scaled error term, case-scaled MS term) of the design."""
     scale = pilot.cases / cases
@@ -99,16 +110,17 @@ def mrmc_power(
     # Two treatments: sum of squared deviations from the mean is d^2 / 2; one treatment: d^2.
     half = 0.5 if pilot.var_tr is not None else 1.0
     if analysis == "RRRC":
-        den = spread + error
+        den = _positive(spread + error, "error variance")
+        _positive(spread + ms, "mean-square term")
         ddf = den**2 / ((spread + ms) ** 2 / (readers - 1))
         ncp = half * readers * effect**2 / den
         return PowerResult(analysis, readers, cases, effect, _f_power(ncp, ddf, alpha), ncp, ddf)
     if analysis == "FRRC":
-        ncp = half * readers * effect**2 / error
+        ncp = half * readers * effect**2 / _positive(error, "error variance")
         power = float(ncx2.sf(chi2.isf(alpha, 1), 1, ncp))
         return PowerResult(analysis, readers, cases, effect, power, ncp, None)
     if analysis == "RRFC":
-        den = spread + ms
+        den = _positive(spread + ms, "mean-square term")
         ncp = half * readers * effect**2 / den
         ddf = float(readers - 1)
         return PowerResult(analysis, readers, cases, effect, _f_power(ncp, ddf, alpha), ncp, ddf)

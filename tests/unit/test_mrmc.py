@@ -22,7 +22,13 @@ import pytest
 
 from app.domain.imrmc_format import mrmc_data, parse_imrmc
 from app.domain.mrmc import MrmcData, or_analysis
-from app.domain.mrmc_power import PilotComponents, cases_for_power, mrmc_power, pilot_from
+from app.domain.mrmc_power import (
+    DegeneratePilotError,
+    PilotComponents,
+    cases_for_power,
+    mrmc_power,
+    pilot_from,
+)
 
 DATA = Path(__file__).parent.parent / "data" / "VanDyke.imrmc"
 IOWA = 1e-8  # half a unit in the 8th decimal the Iowa software prints
@@ -277,3 +283,14 @@ def test_one_treatment_power_against_a_simulation_of_the_or_model() -> None:
     # Monte Carlo standard error is about 0.0035 at this power.
     assert abs(simulated - predicted.power) < 0.02, (simulated, predicted.power)
     assert 0.3 < predicted.power < 0.95
+
+
+@pytest.mark.parametrize("analysis", ["RRRC", "FRRC", "RRFC"])
+def test_a_pilot_without_variability_sizes_nothing(analysis: str) -> None:
+    # Every reader gave every case the same score: all components are 0 (found by the API
+    # fuzzer as a ZeroDivisionError on the results page).
+    flat = PilotComponents(cases=20, var=0.0, cov1=0.0, cov2=0.0, cov3=0.0, var_tr=0.0)
+    with pytest.raises(DegeneratePilotError):
+        mrmc_power(flat, readers=5, cases=100, effect=0.05, analysis=analysis)  # type: ignore[arg-type]
+    with pytest.raises(DegeneratePilotError):
+        cases_for_power(flat, readers=5, effect=0.05, analysis=analysis)  # type: ignore[arg-type]
