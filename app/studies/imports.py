@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
@@ -63,16 +65,14 @@ def validate_import(name: str, csv_text: str) -> tuple[ParsedRatings, list[str]]
     return parsed, errors
 
 
-def import_ratings(db: Session, *, owner_id: int, name: str, csv_text: str) -> Study:
-    """Create an imported study with one ExternalRating per CSV row, or nothing at all.
-
-    Every check runs before anything is added to the session, so a bad file raises
-    ImportRatingsError listing all its problems and leaves the database untouched. The caller
-    commits.
-    """
-    parsed, errors = validate_import(name, csv_text)
-    if errors:
-        raise ImportRatingsError(errors)
+def _store_imported(
+    db: Session,
+    owner_id: int,
+    name: str,
+    ratings: Sequence[Rating],
+    reasons: Mapping[tuple[str, str], str],
+) -> Study:
+    """The imported study and one ExternalRating per checked rating (the caller commits)."""
     study = Study(name=name.strip(), owner_id=owner_id, kind=StudyKind.imported, design={})
     db.add(study)
     db.flush()
@@ -87,13 +87,26 @@ def import_ratings(db: Session, *, owner_id: int, name: str, csv_text: str) -> S
                 "truth": r.truth,
                 "answer": r.answer,
                 "confidence": r.confidence,
-                "reason": parsed.reasons.get((r.reader, r.image)),
+                "reason": reasons.get((r.reader, r.image)),
                 "source": r.source,
             }
-            for r in parsed.ratings
+            for r in ratings
         ],
     )
     return study
+
+
+def import_ratings(db: Session, *, owner_id: int, name: str, csv_text: str) -> Study:
+    """Create an imported study with one ExternalRating per CSV row, or nothing at all.
+
+    Every check runs before anything is added to the session, so a bad file raises
+    ImportRatingsError listing all its problems and leaves the database untouched. The caller
+    commits.
+    """
+    parsed, errors = validate_import(name, csv_text)
+    if errors:
+        raise ImportRatingsError(errors)
+    return _store_imported(db, owner_id, name, parsed.ratings, parsed.reasons)
 
 
 def import_imrmc(db: Session, *, owner_id: int, name: str, text: str) -> Study:
@@ -107,23 +120,4 @@ def import_imrmc(db: Session, *, owner_id: int, name: str, text: str) -> Study:
     errors += _too_long(ratings) + _truth_conflicts(ratings)
     if errors:
         raise ImportRatingsError(errors)
-    study = Study(name=name.strip(), owner_id=owner_id, kind=StudyKind.imported, design={})
-    db.add(study)
-    db.flush()
-    db.execute(
-        insert(ExternalRating),
-        [
-            {
-                "study_id": study.id,
-                "reader": r.reader,
-                "image": r.image,
-                "truth": r.truth,
-                "answer": r.answer,
-                "confidence": r.confidence,
-                "reason": None,
-                "source": r.source,
-            }
-            for r in ratings
-        ],
-    )
-    return study
+    return _store_imported(db, owner_id, name, ratings, {})
