@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,3 +136,29 @@ class ServerControl:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def bare_uvicorn(app: str, workers: int, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """A baseline: bare uvicorn serving `app` (a module:attribute under bench/) on a free port,
+    with the same worker count as the server measured beside it; yields its URL."""
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", app, "--port", str(port)]
+    argv += ["--workers", str(workers), "--log-level", "warning"]
+    process = subprocess.Popen(
+        argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(url, timeout=1)
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("bare uvicorn did not come up")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -22,17 +22,20 @@ import contextlib
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from load_server import ROOT, WORKER_PID_RE, Generation, ServerControl, free_port
+from load_server import (
+    WORKER_PID_RE,
+    Generation,
+    ServerControl,
+    bare_uvicorn,
+)
 from load_study import fresh_postgres
 from sqlalchemy import make_url
 
@@ -174,29 +177,12 @@ def argon2_alone(seconds: float = 1.5) -> float:
     return sum(counts) / seconds
 
 
-@contextlib.contextmanager
-def bare_server(workers: int) -> Iterator[str]:
+def bare_server(workers: int) -> contextlib.AbstractContextManager[str]:
     from app.auth.passwords import hash_password
 
-    port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "bench.bare_login_app:app", "--port", str(port)]
-    argv += ["--workers", str(workers), "--log-level", "warning"]
-    env = {**os.environ, "BARE_LOGIN_HASH": hash_password(PASSWORD)}
-    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(url, timeout=1)
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("bare uvicorn did not come up")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    return bare_uvicorn(
+        "bench.bare_login_app:app", workers, {"BARE_LOGIN_HASH": hash_password(PASSWORD)}
+    )
 
 
 def configure(home: Path, database_url: str) -> dict[str, str]:

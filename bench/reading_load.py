@@ -22,18 +22,14 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from itertools import cycle
 from pathlib import Path
 
-import httpx
 from load_check import compare, problems
 from load_faults import LoadLog, LoadPlan, Restart, run_load
-from load_server import ROOT, ServerControl, free_port
+from load_server import ServerControl, bare_uvicorn
 from load_study import LoadStudy, build_study, fresh_postgres
 from sqlalchemy import make_url
 
@@ -92,26 +88,8 @@ def configure(home: Path, database_url: str) -> dict[str, str]:
     return dict(os.environ)
 
 
-@contextlib.contextmanager
-def bare_server(workers: int) -> Iterator[str]:
-    port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port)]
-    argv += ["--workers", str(workers), "--log-level", "warning"]
-    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(url, timeout=1)
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("bare uvicorn did not come up")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def bare_server(workers: int) -> contextlib.AbstractContextManager[str]:
+    return bare_uvicorn("bench.bare_app:app", workers)
 
 
 def figures(name: str, log: LoadLog) -> str:
