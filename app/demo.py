@@ -65,12 +65,14 @@ def _queue_demo_job(spec: JobSpec, owner_id: int) -> None:
 def _demo_datasets(researcher_id: int, collection: Collection) -> int:
     """The 16 X-rays as a folder-per-class dataset at 32 and 64 px, and (once it is ready) one
     benchmark subset, each imported by a real job on the queue. Returns the dataset id."""
-    source = write_folder_dataset(
-        collection, get_settings().resolved_import_roots()[0] / "paediatric-cxr"
-    )
     with session_scope() as db:
         dataset = find_by_name(db, DEMO_DATASET)
         if dataset is None or dataset.status is DatasetStatus.failed:
+            # Written only when an import starts: this runs after every demo job, and a
+            # rewritten patients.csv could be read half-written by an import in progress.
+            source = write_folder_dataset(
+                collection, get_settings().resolved_import_roots()[0] / "paediatric-cxr"
+            )
             dataset, job = start_import(
                 db,
                 owner_id=researcher_id,
