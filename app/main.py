@@ -14,12 +14,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.auth.admin_routes import router as admin_router
 from app.auth.routes import router as auth_router
 from app.config import get_settings
 from app.datasets.routes import router as datasets_router
-from app.datasets.service import DatasetNotFound
 from app.db import get_sessionmaker
 from app.deps import Forbidden, LoginRequired, MaybeUser
+from app.domain.not_found import NotFound
 from app.evaluation.routes import router as evaluation_router
 from app.gans.routes import router as gans_router
 from app.imagesets.routes import router as imagesets_router
@@ -28,7 +29,6 @@ from app.jobs.routes import router as jobs_router
 from app.reading.routes import router as reading_router
 from app.studies.from_samples_routes import router as study_from_samples_router
 from app.studies.results_routes import router as results_router
-from app.studies.routes import StudyNotFound
 from app.studies.routes import router as studies_router
 from app.sweeps.routes import router as sweeps_router
 from app.web.body_limit import FormBodyLimitMiddleware
@@ -113,6 +113,7 @@ def create_app() -> FastAPI:
         health_router,
         glossary_router,
         auth_router,
+        admin_router,
         jobs_router,
         datasets_router,
         gans_router,
@@ -143,19 +144,10 @@ def create_app() -> FastAPI:
     async def forbidden(request: Request, exc: Forbidden) -> Response:
         return _error(request, 403, exc.message)
 
-    @app.exception_handler(job_service.JobNotFound)
-    async def job_not_found(request: Request, exc: job_service.JobNotFound) -> Response:
-        return _error(request, 404, f"There is no job {exc.args[0]} that you can see.")
-
-    # Routes outside the datasets router call get_dataset directly (the benchmark dashboard);
-    # without this an id of someone else's dataset was a 500 instead of the usual 404.
-    @app.exception_handler(DatasetNotFound)
-    async def dataset_not_found(request: Request, exc: DatasetNotFound) -> Response:
-        return _error(request, 404, f"There is no dataset #{exc.args[0]} you can see.")
-
-    @app.exception_handler(StudyNotFound)
-    async def study_not_found(request: Request, exc: StudyNotFound) -> Response:
-        return _error(request, 404, f"There is no study {exc.args[0]} that you can see.")
+    # Every service's not-found (a job, dataset, study, sweep, image set, user...): one 404.
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> Response:
+        return _error(request, 404, exc.message)
 
     # An id or page past 64 bits (/jobs/9223372036854775808) is a valid int to FastAPI, but
     # SQLite refuses to bind it before any lookup. No row can have such an id: 404, not 500.

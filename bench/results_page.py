@@ -50,9 +50,12 @@ def configure(home: Path) -> None:
     sys.path.insert(0, str(ROOT))
 
 
-def fill(readers: int, images: int, seed: int = 0) -> tuple[int, list[int]]:
+def fill(
+    readers: int, images: int, seed: int = 0, owner_id: int | None = None
+) -> tuple[int, list[int]]:
     """A finished study; returns its id and the schedule entry ids left unanswered (one per
-    reader, so the cold timings can add a new answer before each request)."""
+    reader, so the cold timings can add a new answer before each request). The study belongs
+    to `owner_id` when given (bench/pages_at_scale.py fills other pages for the same user)."""
     from sqlalchemy import insert
 
     from app.auth.service import create_user
@@ -78,8 +81,9 @@ def fill(readers: int, images: int, seed: int = 0) -> tuple[int, list[int]]:
     rng = random.Random(seed)
     now = utcnow()
     with session_scope() as db:
-        owner = create_user(db, username=USER, password=PASSWORD, role=Role.researcher)
-        image_set = ImageSet(name="real and ca-baseline-128px samples", owner_id=owner.id)
+        if owner_id is None:
+            owner_id = create_user(db, username=USER, password=PASSWORD, role=Role.researcher).id
+        image_set = ImageSet(name="real and ca-baseline-128px samples", owner_id=owner_id)
         db.add(image_set)
         db.flush()
         synthetic = [i % 2 == 0 for i in range(images)]
@@ -106,12 +110,17 @@ def fill(readers: int, images: int, seed: int = 0) -> tuple[int, list[int]]:
             selection=StudyDesign(n_images=images, synthetic_share=0.5, seed=1),
             reading=ReadingOptions(confidence="1-5"),
         )
-        study = Study(name="bench results", owner_id=owner.id, design=design.to_json())
+        study = Study(name="bench results", owner_id=owner_id, design=design.to_json())
         db.add(study)
         db.flush()
         db.add(StudyImageSet(study_id=study.id, image_set_id=image_set.id))
         image_ids = list(
-            db.scalars(Image.__table__.select().with_only_columns(Image.id).order_by(Image.id))
+            db.scalars(
+                Image.__table__.select()
+                .with_only_columns(Image.id)
+                .where(Image.image_set_id == image_set.id)
+                .order_by(Image.id)
+            )
         )
         db.execute(insert(StudyItem), [{"study_id": study.id, "image_id": i} for i in image_ids])
         item_ids = list(

@@ -80,7 +80,7 @@ def main() -> None:
     from sqlalchemy import select
 
     from app.db import session_scope
-    from app.demo import load_demo
+    from app.demo.loader import load_demo
     from app.evaluation.dashboard import auc_interval
     from app.models import Job, JobStatus, User
 

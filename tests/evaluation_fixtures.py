@@ -31,20 +31,32 @@ def import_cxr(env: Env, owner_id: int, name: str = "CXR") -> int:
     return dataset_id
 
 
-def gan_samples(owner_id: int, dataset_id: int) -> tuple[int, int]:
+def train_tiny_gan(owner_id: int, dataset_id: int, resolution: int = 32) -> int:
     """A few optimiser steps of the tiny DCGAN (the benchmark does not need a good one)."""
     with session_scope() as db:
         dataset = db.get(Dataset, dataset_id)
         assert dataset is not None
         config = gan_config(
-            {"kimg": 0.064, "tick_kimg": 0.032, "snapshot_ticks": 1, "fid_features": None},
+            {
+                "kimg": 0.064,
+                "tick_kimg": 0.032,
+                "snapshot_ticks": 1,
+                "fid_features": None,
+                "resolution": resolution,
+            },
             preset="tiny-cpu",
-            resolutions=(32,),
+            resolutions=(resolution,),
         )
         train = start_training(db, owner_id=owner_id, dataset=dataset, config=config, queue="cpu")
         db.commit()
         train_id = train.id
     execute(train_id)
+    return train_id
+
+
+def gan_samples(owner_id: int, dataset_id: int) -> tuple[int, int]:
+    """The tiny GAN and a synthetic set sampled from it: (training job id, image set id)."""
+    train_id = train_tiny_gan(owner_id, dataset_id)
     with session_scope() as db:
         train_job = db.get(Job, train_id)
         assert train_job is not None and train_job.status is JobStatus.succeeded, train_job.error

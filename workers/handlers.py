@@ -15,6 +15,7 @@ import numpy as np
 from ml.data.collections import available_collections
 from ml.data.image_stats import collection_statistics
 from ml.data.images import load_image
+from ml.data.pools import usable_cores
 from ml.data.prepare import prepare_dataset
 from ml.data.store import DatasetInfo
 from ml.data.versions import derive_subset
@@ -67,10 +68,15 @@ def _info(info: DatasetInfo) -> dict[str, Any]:
 def import_dataset(params: dict[str, Any], out: Path, progress: ProgressFn, stop: StopFn) -> dict:
     from app.datasets.service import patient_salt
 
+    # A previous attempt of this job that died mid-way (the worker killed, the job requeued)
+    # left rows and a journal: resume keeps what it finished and decodes the rest. Files are
+    # decoded by one process per usable core (the result does not depend on how many).
     result = prepare_dataset(
         Path(params["source"]),
         params["format"],
-        _fresh(Path(params["dest"])),
+        Path(params["dest"]),
+        resume=True,
+        workers=int(params.get("workers") or usable_cores()),
         resolutions=tuple(params["resolutions"]),
         salt=patient_salt(),
         seed=int(params.get("seed", 0)),
@@ -81,6 +87,7 @@ def import_dataset(params: dict[str, Any], out: Path, progress: ProgressFn, stop
         should_stop=stop,
     )
     (out / "import_report.txt").write_text("\n".join(result.errors) + "\n", encoding="utf-8")
+    _page_view(params["dest"], result.info)
     errors = result.errors[:REPORT_LINES_KEPT]
     if len(result.errors) > REPORT_LINES_KEPT:
         more = len(result.errors) - REPORT_LINES_KEPT
@@ -107,7 +114,16 @@ def subset_dataset(params: dict[str, Any], out: Path, progress: ProgressFn, stop
         progress=progress,
         should_stop=stop,
     )
+    _page_view(params["dest"], derived.info)
     return {**_info(derived.info), "description": derived.description, "errors": []}
+
+
+def _page_view(dest: str, info: DatasetInfo) -> None:
+    """The dataset page's counts, computed here once, not by the first page view (at CheXpert
+    size that took most of a minute: bench/pages_at_scale.py)."""
+    from app.datasets.pages import precompute
+
+    precompute(dest, info.content_hash)
 
 
 def train_gan(params: dict[str, Any], out: Path, progress: ProgressFn, stop: StopFn) -> dict:

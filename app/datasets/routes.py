@@ -27,10 +27,7 @@ router = APIRouter(prefix="/datasets")
 
 
 def _dataset(db: DbDep, dataset_id: int, principal: Principal) -> Dataset:
-    try:
-        return service.get_dataset(db, dataset_id, principal)
-    except service.DatasetNotFound:
-        raise HTTPException(404, f"There is no dataset #{dataset_id} you can see.") from None
+    return service.get_dataset(db, dataset_id, principal)
 
 
 def _list_context(db: DbDep, principal: Principal, **extra: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from app.auth.service import Principal
 from app.config import get_settings
 from app.datasets.options import ImportOptions, SubsetOptions
+from app.domain.not_found import NotFound
 from app.jobs.service import commit_and_enqueue, create_job
 from app.jobs.specs import SpecError, import_dataset_spec, subset_dataset_spec
 from app.models import Dataset, DatasetStatus, Job, JobStatus
@@ -30,8 +31,9 @@ from app.models.types import utcnow
 IMPORT_JOB_TYPES = frozenset({"import_dataset", "subset_dataset"})
 
 
-class DatasetNotFound(LookupError):
-    pass
+class DatasetNotFound(NotFound):
+    noun = "dataset"
+    template = "There is no {noun} #{ident} you can see."
 
 
 def patient_salt() -> str:

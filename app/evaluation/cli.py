@@ -7,19 +7,16 @@ A synthetic set is named by id or by name. Sets generated elsewhere come in thro
 
 from __future__ import annotations
 
-import csv
-import io
 import tempfile
-import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from app.gans.cli import _execute, _fail, _own_folder, run_cli
+from app.gans.cli import _execute, _fail, _own_folder, owner_id, run_cli
 
 imageset_cli = typer.Typer(help="Image sets: import synthetic images generated elsewhere.")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 
 
 def _dataset(db: Any, name: str) -> Any:
@@ -29,6 +26,15 @@ def _dataset(db: Any, name: str) -> Any:
     if found is None:
         _fail(f"No dataset called {name!r} (see `synthbench dataset list`).")
     return found
+
+
+def _dataset_id(db: Any, ref: str) -> int:
+    """A dataset named by id or by name."""
+    from app.models import Dataset
+
+    if ref.isdecimal() and db.get(Dataset, int(ref)) is not None:
+        return int(ref)
+    return _dataset(db, ref).id
 
 
 def _set_id(db: Any, ref: str) -> int:
@@ -45,7 +51,13 @@ def _set_id(db: Any, ref: str) -> int:
     return image_set.id
 
 
-def _start(starter: Any, title: str, out: Path | None, as_json: bool) -> None:
+def _start(
+    starter: Any,
+    title: str,
+    out: Path | None,
+    as_json: bool,
+    extra: Callable[[int], dict[str, Any]] | None = None,
+) -> None:
     from app.db import session_scope
     from app.jobs.specs import SpecError
 
@@ -55,7 +67,28 @@ def _start(starter: Any, title: str, out: Path | None, as_json: bool) -> None:
     except SpecError as exc:
         _fail(f"--{exc.field.replace('_', '-')}: {exc.message}")
     _own_folder(job_id, out)
-    _execute(job_id, title, as_json)
+    _execute(job_id, title, as_json, extra)
+
+
+def delong_comparison(job_id: int) -> dict[str, Any]:
+    """The classifier's row of the utility matrix, as the benchmark pages show it: for a
+    synthetic- or mixed-trained model, DeLong of AUC(real-trained reference) - AUC(this) per
+    label, with its CI and p; a note where there is no comparison."""
+    from app.db import session_scope
+    from app.evaluation.service import evaluation_jobs
+    from app.evaluation.utility import utility_matrix
+    from app.models import Job, JobStatus
+
+    with session_scope() as db:
+        job = db.get(Job, job_id)
+        assert job is not None
+        classifiers = evaluation_jobs(db, None, job.params["dataset_id"])["train_classifier"]
+        done = [j for j in classifiers if j.status is JobStatus.succeeded]
+        row = next(r for r in utility_matrix(done) if r.job_id == job_id)
+    note = row.note
+    if row.train_on == "real":
+        note = "Real-trained: the reference synthetic- and mixed-trained models are compared with."
+    return {"reference_job_id": row.reference_job_id, "delong": row.delong, "delong_note": note}
 
 
 def _train_on(db: Any, value: str) -> dict[str, str]:
@@ -85,6 +118,13 @@ def train_classifier_command(
     test_on: Annotated[
         list[str] | None, typer.Option(help="Also score on this synthetic set (repeatable).")
     ] = None,
+    external_dataset: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="External validation: also test on every image of this ready dataset (id or "
+            "name; another site's data with the same label names; repeatable)."
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (resumes if it has one).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -107,10 +147,16 @@ def train_classifier_command(
     def start(db: Any) -> Any:
         found = _dataset(db, dataset)
         sets = ",".join(str(_set_id(db, ref)) for ref in test_on or [])
-        values = {**clean, **_train_on(db, train_on), "test_set_ids": sets}
+        external = ",".join(str(_dataset_id(db, ref)) for ref in external_dataset or [])
+        values = {
+            **clean,
+            **_train_on(db, train_on),
+            "test_set_ids": sets,
+            "external_dataset_id": external,
+        }
         return start_classifier(db, None, found, values)
 
-    _start(start, f"classifier ({train_on})", out, as_json)
+    _start(start, f"classifier ({train_on})", out, as_json, delong_comparison)
 
 
 def _set_values(db: Any, synthetic: str, resolution: int | None, max_images: int) -> dict:
@@ -130,10 +176,25 @@ def fidelity_command(
     ] = "inception",
     resolution: Annotated[int | None, typer.Option()] = None,
     max_images: Annotated[int, typer.Option(help="Images per set at most.")] = 10_000,
+    fid_resize: Annotated[
+        str,
+        typer.Option(
+            help="Inception resize: antialias (synthbench), tf (TF1 reference) or clean "
+            "(clean-fid's PIL bicubic, for FIDs beside clean-fid's published ones)"
+        ),
+    ] = "antialias",
+    fid_resamples: Annotated[
+        int,
+        typer.Option(
+            help="Bootstrap resamples for each FID's 95% interval (0: none). Above 2048 "
+            "images per set each costs a 2048 x 2048 eigenproblem: seconds on a CPU."
+        ),
+    ] = 200,
     out: Annotated[Path | None, typer.Option()] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """FID, KID, precision/recall, density/coverage against real train, with the real floor."""
+    """FID, KID, precision/recall, density/coverage against real train, with the real floor.
+    The JSON result names the FID convention and gives each FID's bootstrap interval."""
     from app.evaluation.service import start_fidelity
 
     if features == "inception":
@@ -145,6 +206,7 @@ def fidelity_command(
 
     def start(db: Any) -> Any:
         values = {**_set_values(db, synthetic, resolution, max_images), **chosen}
+        values |= {"fid_resize": fid_resize, "fid_resamples": str(fid_resamples)}
         return start_fidelity(db, None, _dataset(db, real), values)
 
     _start(start, f"fidelity ({features})", out, as_json)
@@ -158,7 +220,13 @@ def neighbours_command(
     domain: Annotated[
         int | None, typer.Option(help="Real-trained classifier job for domain features.")
     ] = None,
-    max_share: Annotated[float, typer.Option(help="Release gate: largest flagged share.")] = 0.01,
+    alpha: Annotated[
+        float,
+        typer.Option(
+            help="Release gate: one-sided significance level of the exact test of the flagged "
+            "count against chance (fails only for more flagged images than chance)."
+        ),
+    ] = 0.05,
     level: Annotated[str, typer.Option(help="p1 or p5 of the real-test baseline.")] = "p5",
     resolution: Annotated[int | None, typer.Option()] = None,
     max_images: Annotated[int, typer.Option()] = 10_000,
@@ -172,7 +240,7 @@ def neighbours_command(
         values = {
             **_set_values(db, synthetic, resolution, max_images),
             "k": str(k),
-            "max_share": str(max_share),
+            "alpha": str(alpha),
             "level": level,
             "classifier_job_id": "" if domain is None else str(domain),
         }
@@ -206,31 +274,6 @@ def attribution_command(
     _start(lambda db: start_attribution(db, None, values), "attribution", out, as_json)
 
 
-def folder_zip(folder: Path, target: Path) -> int:
-    """Zip a folder as an image-set upload: its manifest.csv if it has one, else one row per
-    image with its class sub-folder as the label. Returns the number of images."""
-    if (folder / "manifest.csv").is_file():
-        with zipfile.ZipFile(target, "w") as zf:
-            for path in sorted(folder.rglob("*")):
-                if path.is_file():
-                    zf.write(path, path.relative_to(folder).as_posix())
-        return sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    images = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
-    manifest = io.StringIO()
-    writer = csv.writer(manifest)
-    writer.writerow(["file", "source", "label"])
-    with zipfile.ZipFile(target, "w") as zf:
-        for path in images:
-            rel = path.relative_to(folder).as_posix()
-            label = path.parent.name if path.parent != folder else ""
-            writer.writerow([rel, "synthetic", label])
-            zf.write(path, rel)
-        zf.writestr("manifest.csv", manifest.getvalue())
-    return len(images)
-
-
 @imageset_cli.command("import")
 def import_command(
     folder: Annotated[Path, typer.Argument(help="Folder of images (class sub-folders).")],
@@ -239,29 +282,38 @@ def import_command(
     description: Annotated[str, typer.Option()] = "",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Import synthetic images generated elsewhere as an image set, with their labels."""
+    """Import synthetic images generated elsewhere as an image set, with their labels.
+
+    A sub-folder with a manifest.csv of its own (the dicom/ copies of `run sample --dicom`) is
+    a set of its own: it is left out, and can be imported by naming it."""
     import json
 
-    from sqlalchemy import select
-
     from app.db import session_scope
+    from app.imagesets.folder_upload import FolderLayoutError, folder_zip
     from app.imagesets.service import IngestError, create_image_set
-    from app.models import Origin, User
+    from app.models import Origin
 
     if not folder.is_dir():
         _fail(f"{folder} is not a folder.")
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "upload.zip"
-        if folder_zip(folder, archive) == 0:
+        try:
+            upload = folder_zip(folder, archive)
+        except FolderLayoutError as exc:
+            _fail(str(exc))
+        if upload.n_images == 0:
             _fail(f"{folder} holds no PNG, JPEG or DICOM image.")
+        for nested in upload.left_out:
+            typer.echo(
+                f"left out {nested}/: it has a manifest.csv of its own (import it on its own)",
+                err=True,
+            )
         with session_scope() as db:
-            user = db.scalar(select(User).where(User.username == owner))
-            if user is None:
-                _fail(f"No user called {owner!r} (see `synthbench user create`).")
+            user_id = owner_id(db, owner)
             try:
                 image_set = create_image_set(
                     db,
-                    owner_id=user.id,
+                    owner_id=user_id,
                     name=name,
                     default_origin=Origin.synthetic,
                     upload_path_or_file=archive,
@@ -273,6 +325,7 @@ def import_command(
             db.commit()
             set_id = image_set.id
     if as_json:
-        typer.echo(json.dumps({"image_set_id": set_id, "name": name}))
+        shown = {"image_set_id": set_id, "name": name, "n_images": upload.n_images}
+        typer.echo(json.dumps({**shown, "left_out": upload.left_out}))
     else:
         typer.echo(f"image set {set_id} ({name})")

@@ -50,8 +50,10 @@ class BenchmarkPoint:
     # Plotted where samples_per_class is None: the mean training images per class.
     train_per_class: float = 0.0
     auc: dict[str, AucEstimate] = field(default_factory=dict)
-    fid: dict[str, Any] | None = None  # {"job_id", "fid", "floor"}
-    privacy: dict[str, Any] | None = None  # {"job_id", "share", "passes"}
+    # {"job_id", "fid", "floor", "interval", "small_n", "n", "dim", "kid", "convention",
+    #  "extractor"}
+    fid: dict[str, Any] | None = None
+    privacy: dict[str, Any] | None = None  # {"job_id", "share", "passes", "p_value", "alpha"}
     readers: list[dict[str, Any]] = field(default_factory=list)
 
     def axis(self, name: str) -> float:
@@ -201,11 +203,32 @@ def _add(point: BenchmarkPoint, job: Job) -> None:
         point.auc[source] = AucEstimate(job.id, result.get("macro_auc"), low, high)
     elif job.type == "evaluate_fidelity" and result.get("features") == "inception":
         floor = (result.get("floor_test_vs_train") or {}).get("fid")
-        point.fid = {"job_id": job.id, "fid": result["synthetic_vs_train"]["fid"], "floor": floor}
+        scores = result["synthetic_vs_train"]
+        point.fid = {
+            "job_id": job.id,
+            "fid": scores["fid"],
+            "floor": floor,
+            # Absent from results stored before intervals and conventions were recorded.
+            "interval": scores.get("fid_interval"),
+            "small_n": scores.get("fid_small_n", False),
+            "n": min(scores.get("n_a", 0), scores.get("n_b", 0)),
+            "dim": scores.get("dim"),
+            "kid": scores.get("kid_mean"),  # shown beside a small-n FID: unbiased
+            "convention": result.get("fid_convention"),
+            "extractor": result.get("extractor"),
+        }
     elif job.type == "nearest_neighbours":
         pixel = result.get("spaces", {}).get("pixel", {})
         share = pixel.get("share_flagged", {}).get(result.get("level", "p5"))
-        point.privacy = {"job_id": job.id, "share": share, "passes": result["release"]["passes"]}
+        verdict = result.get("verdicts", {}).get("pixel", {})
+        point.privacy = {
+            "job_id": job.id,
+            "share": share,
+            "passes": result["release"]["passes"],
+            # Results from before the gate was an exact test have neither (shown as a dash).
+            "p_value": verdict.get("p_value"),
+            "alpha": verdict.get("alpha"),
+        }
 
 
 def axis_series(

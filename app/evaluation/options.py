@@ -7,7 +7,7 @@ Presets carry the seed studies' settings; explicit fields override them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -30,6 +30,14 @@ CLASSIFIER_PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 FEATURES = ("inception", "domain", "path")
+# ml.metrics.features.RESIZES, repeated because the web process does not import torch
+# (tests/unit/test_fid_options.py checks they agree).
+FID_RESIZES = ("antialias", "tf", "clean")
+FID_RESIZE_LABELS = {
+    "antialias": "synthbench (antialiased bilinear)",
+    "tf": "TF1 reference (resize_bilinear)",
+    "clean": "clean-fid (PIL bicubic)",
+}
 ATTRIBUTION_METHODS = ("integrated_gradients", "grad_cam", "occlusion")
 LEVELS = ("p1", "p5")
 MAX_IMAGES = 50_000
@@ -116,6 +124,45 @@ def test_sets(values: Mapping[str, Any]) -> list[int]:
     return sorted(set(ids))
 
 
+def external_datasets(values: Mapping[str, Any]) -> list[int]:
+    """Datasets of another site to validate the classifier on, whole ("4,9")."""
+    raw = values.get("external_dataset_id") or ""
+    items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+    ids = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        if not item.isdecimal() or not 1 <= int(item) <= MAX_ID:
+            raise SpecError("external_dataset_id", f"External datasets: ids, not {item!r}.")
+        ids.append(int(item))
+    return sorted(set(ids))
+
+
+def external_label_order(
+    trained: Sequence[str], external: Sequence[str], external_name: str = "the external dataset"
+) -> list[int]:
+    """For each label the classifier was trained on, its position in the external dataset's
+    label names: the same names are required, in any order (matched by name, never by
+    position, so 'normal, pneumonia' and 'pneumonia, normal' line up)."""
+    trained, external = list(trained), list(external)
+    missing = [n for n in trained if n not in external]
+    extra = [n for n in external if n not in trained]
+    if missing or extra or len(set(external)) != len(external):
+        parts = []
+        if missing:
+            parts.append(f"it lacks {', '.join(repr(n) for n in missing)}")
+        if extra:
+            parts.append(f"it has {', '.join(repr(n) for n in extra)} besides")
+        if not parts:
+            parts.append("it repeats a label name")
+        raise SpecError(
+            "external_dataset_id",
+            f"{external_name} cannot validate this classifier: its labels must be the training "
+            f"dataset's ({', '.join(trained)}), but {'; '.join(parts)}.",
+        )
+    return [external.index(n) for n in trained]
+
+
 def classifier_config(values: Mapping[str, Any], available: list[int]) -> dict[str, Any]:
     preset_name = str(values.get("preset", "") or "tiny-cpu").strip()
     if preset_name not in CLASSIFIER_PRESETS:
@@ -158,6 +205,17 @@ def features(values: Mapping[str, Any]) -> tuple[str, int | None, str | None]:
     return kind, None, None
 
 
+def fid_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Inception resize convention and bootstrap resamples per FID (0: no interval)."""
+    resize = str(values.get("fid_resize", "") or "antialias").strip().lower()
+    if resize not in FID_RESIZES:
+        raise SpecError("fid_resize", f"FID convention: one of {', '.join(FID_RESIZES)}.")
+    resamples = _int(values, "fid_resamples", 200, 0, 2000, "Bootstrap resamples per FID")
+    if resamples == 1:
+        raise SpecError("fid_resamples", "Bootstrap resamples per FID: 0 (none) or at least 2.")
+    return {"fid_resize": resize, "fid_resamples": resamples}
+
+
 def max_images(values: Mapping[str, Any], default: int = 10_000) -> int:
     return _int(values, "max_images", default, 2, MAX_IMAGES, "Images compared at most")
 
@@ -168,7 +226,9 @@ def neighbour_options(values: Mapping[str, Any]) -> dict[str, Any]:
         raise SpecError("level", f"Flag level: one of {', '.join(LEVELS)}.")
     return {
         "k": _int(values, "k", 5, 2, 50, "Neighbours per image (k; NNDR needs 2)"),
-        "max_share": _float(values, "max_share", 0.01, 0.0, 1.0, "Release gate: largest share"),
+        # The gate's one-sided significance level (exact test of the flagged count against
+        # chance, ml.metrics.neighbours.release_verdict); a stale max_share field is ignored.
+        "alpha": _float(values, "alpha", 0.05, 0.0001, 0.5, "Release gate: significance level"),
         "level": level,
     }
 

@@ -22,8 +22,8 @@ router = APIRouter()
 FORM_KEYS = (
     "image_set_id", "train_on", "preset", "arch", "resolution", "epochs", "batch_size", "lr",
     "augment", "balanced", "seed", "features", "classifier_job_id", "features_path",
-    "max_images", "k", "max_share", "level", "real_job_id", "synthetic_job_id", "n_images",
-    "n_steps", "queue",
+    "max_images", "k", "alpha", "level", "real_job_id", "synthetic_job_id", "n_images",
+    "n_steps", "queue", "job_name", "fid_resize", "fid_resamples", "external_dataset_id",
 )  # fmt: skip
 
 
@@ -62,6 +62,7 @@ async def run_suite(request: Request, job_id: int, db: DbDep, principal: Researc
     except SpecError as exc:
         db.rollback()
         return redirect(request, page, flash=exc.message, kind="error")
+    jobs.name_all(started, values["job_name"])
     for job in started:
         jobs.commit_and_enqueue(db, job)
     ids = ", ".join(f"#{j.id}" for j in started)
@@ -89,6 +90,7 @@ async def launch_one(
     except SpecError as exc:
         db.rollback()
         return redirect(request, page, flash=exc.message, kind="error")
+    jobs.rename(job, values["job_name"])
     jobs.commit_and_enqueue(db, job)
     return redirect(request, page, flash=f"Job #{job.id} ({job.type}) queued.")
 
@@ -123,9 +125,17 @@ def compare_runs(
 
 
 @router.get("/evaluation/neighbours/{job_id}")
-def gallery(request: Request, job_id: int, db: DbDep, principal: Researcher) -> Response:
+def gallery(
+    request: Request,
+    job_id: int,
+    db: DbDep,
+    principal: Researcher,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+) -> Response:
+    from app.evaluation.gallery import gallery_context  # numpy: only where a gallery is shown
+
     job = jobs.visible_job(db, job_id, principal, "nearest_neighbours", "privacy job")
     if job.status is not JobStatus.succeeded:
         return redirect(request, f"/jobs/{job_id}", flash="The gallery appears when the job ends.")
-    context = {"job": job, **service.gallery(job)}
+    context = {"job": job, **gallery_context(db, job, page)}
     return render(request, "evaluation/gallery.html", context)

@@ -37,6 +37,10 @@ class UtilityRow:
     delong: dict[str, dict[str, Any]] = field(default_factory=dict)
     reference_job_id: int | None = None
     note: str = ""
+    # 95% DeLong CI per label on the internal test split ([low, high] or None).
+    auc_ci: dict[str, Any] = field(default_factory=dict)
+    # External validation on other sites' datasets, by dataset id (as a string).
+    external: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _predictions(folder: str | None) -> dict[str, np.ndarray] | None:
@@ -89,6 +93,8 @@ def _row(job: Any) -> UtilityRow:
         n_train_synthetic=int(result.get("n_train_synthetic", 0)),
         n_test=int(result.get("n_test", 0)),
         on_sets=result.get("synthetic_tests", {}),
+        auc_ci=result.get("auc_ci") or {},
+        external=result.get("external_tests") or {},
     )
 
 

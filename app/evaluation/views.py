@@ -10,14 +10,14 @@ from sqlalchemy.orm import Session
 
 from app.auth.service import Principal
 from app.evaluation import service
-from app.evaluation.options import ATTRIBUTION_METHODS, CLASSIFIER_PRESETS
+from app.evaluation.options import ATTRIBUTION_METHODS, CLASSIFIER_PRESETS, FID_RESIZE_LABELS
 from app.evaluation.utility import UtilityRow, utility_matrix
 from app.jobs.specs import QUEUES
 from app.models import Dataset, Job, JobStatus
 from app.web.line_chart import UNIT_INTERVAL, interactive_line_chart
 
 FIDELITY_METRICS = (
-    ("fid", "FID", "lower is better"),
+    ("fid", "FID", "lower is better; [95% bootstrap interval of the biased estimator]"),
     ("kid_mean", "KID", "lower is better"),
     ("precision", "Precision", "share of synthetic images that look like some real one"),
     ("recall", "Recall", "share of real images that some synthetic one resembles"),
@@ -94,6 +94,7 @@ def benchmark_context(
             if set(j.params.get("classifiers", {}).values()) & set(jobs_by_id)
         ],
         "fidelity_metrics": FIDELITY_METRICS,
+        "fid_resizes": FID_RESIZE_LABELS,
         "presets": CLASSIFIER_PRESETS,
         "methods": ATTRIBUTION_METHODS,
         "resolutions": dataset.info.get("resolutions", []),

@@ -3,14 +3,16 @@
 The command builds the same job spec the web form builds, creates the Job row (with its
 artefact folder set to --out) and runs it through `workers.runner.execute`, with a progress
 bar. Running the same command again on the same --out resumes from the last checkpoint.
-`--json` prints the job's result (metrics) as JSON on stdout.
+`--json` prints the job's result (metrics) as JSON on stdout, with the job's id and its
+`resources` (wall time, device, energy and CO2 estimate: what the job page shows).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -23,7 +25,14 @@ def _fail(*lines: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _execute(job_id: int, title: str, as_json: bool) -> None:
+def _execute(
+    job_id: int,
+    title: str,
+    as_json: bool,
+    extra: Callable[[int], dict[str, Any]] | None = None,
+) -> None:
+    """Run the job; with `as_json`, print its result plus `extra(job_id)`: what its page shows
+    beyond the result (a classifier's DeLong comparison, say)."""
     from app.datasets.cli import _run
     from app.db import session_scope
     from app.models import Job, JobStatus
@@ -34,12 +43,26 @@ def _execute(job_id: int, title: str, as_json: bool) -> None:
         job = db.get(Job, job_id)
         assert job is not None
         status, result, error = job.status, job.result, job.error
+        resources = job.resources
     if status is not JobStatus.succeeded:
         _fail(f"job {job_id} {status.value}: {(error or '').split(chr(10) * 2)[0]}")
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        shown = {"job_id": job_id, **(result or {}), "resources": resources}
+        typer.echo(json.dumps({**shown, **(extra(job_id) if extra else {})}, indent=2))
     else:
         typer.echo(f"job {job_id} succeeded")
+
+
+def owner_id(db: Any, username: str) -> int:
+    """The id of the user called `username` (the sign-in name, often an email address)."""
+    from sqlalchemy import select
+
+    from app.models import User
+
+    found = db.scalar(select(User.id).where(User.username == username))
+    if found is None:
+        _fail(f"No user called {username!r} (see `synthbench user create`).")
+    return int(found)
 
 
 def _own_folder(job_id: int, out: Path | None) -> None:
@@ -75,7 +98,7 @@ def train_gan_command(
     ] = None,
     domain_lambda: Annotated[float | None, typer.Option(help="Weight of the domain loss.")] = None,
     dp_noise: Annotated[
-        float | None, typer.Option(help="DP noise multiplier (Opacus on D; dcgan/acgan).")
+        float | None, typer.Option(help="DP noise multiplier (Opacus on D; dcgan/acgan/stylegan2).")
     ] = None,
     preset: Annotated[str | None, typer.Option(help="tiny-cpu, seed000-progan-32, …")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
@@ -125,15 +148,35 @@ def sample_command(
     job: Annotated[int, typer.Option(help="Id of the training job to sample from.")],
     per_class: Annotated[int, typer.Option(help="Images per class.")] = 16,
     name: Annotated[str, typer.Option(help="Name of the synthetic image set.")] = "",
-    truncation_psi: Annotated[float, typer.Option()] = 1.0,
+    truncation_psi: Annotated[
+        float,
+        typer.Option(help="StyleGAN2 only: the other families have no mapping network, ignore it."),
+    ] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the first image.")] = 0,
-    dicom: Annotated[bool, typer.Option(help="Also write DICOM marked as synthetic.")] = False,
+    checkpoint: Annotated[
+        str,
+        typer.Option(help="best (lowest FID; the last if the run kept none) or last snapshot."),
+    ] = "best",
+    classes: Annotated[
+        str, typer.Option(help="Classes to sample, by name or 0-based index: 0,2 (default all).")
+    ] = "",
+    owner: Annotated[
+        str | None,
+        typer.Option(help="User (sign-in name) to register the samples as an image set for."),
+    ] = None,
+    dicom: Annotated[
+        bool, typer.Option(help="Also write DICOM marked as synthetic (a set of its own, dicom/).")
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="Folder for the images.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Generate images from a training job's checkpoint (PNG + manifest.csv)."""
+    """Generate images from a training job's checkpoint (PNG + manifest.csv); with --owner,
+    also an image set of that user's, as sampling from the web does."""
+    from dataclasses import replace
+
     from app.db import session_scope
-    from app.gans.service import parse_sample_options, start_sampling
+    from app.gans.sample_classes import pick_classes
+    from app.gans.service import parse_sample_options, run_logs, start_sampling
     from app.jobs.specs import SpecError
     from app.models import Job
 
@@ -142,16 +185,33 @@ def sample_command(
             train_job = db.get(Job, job)
             if train_job is None:
                 _fail(f"No job {job}.")
+            user_id = owner_id(db, owner) if owner else None
             options = parse_sample_options(
-                name or f"Samples of job {job}", per_class, truncation_psi, seed, dicom
+                name or f"Samples of job {job}", per_class, truncation_psi, seed, dicom, checkpoint
             )
-            job_id = start_sampling(
-                db, owner_id=None, train_job=train_job, options=options, queue=None
-            ).id
+            # run.json names them from the first tick: a run still training can be sampled.
+            run = train_job.result or run_logs(train_job)["info"]
+            options = replace(options, classes=pick_classes(classes, run.get("class_names", [])))
+            started = start_sampling(
+                db, owner_id=user_id, train_job=train_job, options=options, queue=None
+            )
+            job_id = started.id
+            _say_sampling(started.params, train_job.params)
     except SpecError as exc:
         _fail(f"--{exc.field.replace('_', '-')}: {exc.message}")
     _own_folder(job_id, out)
     _execute(job_id, "sampling", as_json)
+
+
+def _say_sampling(params: dict[str, Any], train_params: dict[str, Any]) -> None:
+    """Which checkpoint will be read, and a warning when psi will be ignored (on stderr)."""
+    from app.gans.service import truncation_note
+
+    used, path = params["checkpoint_used"], params["checkpoint"]
+    typer.echo(f"sampling the {used} checkpoint {path}", err=True)
+    note = truncation_note(str(train_params["config"]["arch"]), float(params["truncation_psi"]))
+    if note:
+        typer.echo(f"warning: {note}", err=True)
 
 
 @run_cli.command("translate")

@@ -108,13 +108,21 @@ def benchmark_rows(db: Session, principal: Principal, job: Job) -> list[dict[str
             for j in done("train_classifier")
             if j.result.get("macro_auc") is not None
         ]
-        fids = [j.result["fid"] for j in done("evaluate_fidelity") if "fid" in j.result]
+        # The FID of the whole set against real train, with its interval and convention.
+        fids = [j.result for j in done("evaluate_fidelity") if "synthetic_vs_train" in j.result]
+        fid = fids[-1]["synthetic_vs_train"] if fids else {}
         verdict = evaluation.latest_release_verdict(db, principal, image_set.id)
         rows.append(
             {
                 "set": image_set,
                 "auc": max(aucs) if aucs else None,
-                "fid": fids[-1] if fids else None,
+                "fid": fid.get("fid"),
+                "fid_interval": fid.get("fid_interval"),
+                "fid_small_n": fid.get("fid_small_n", False),
+                "fid_n": min(fid.get("n_a", 0), fid.get("n_b", 0)),
+                "fid_dim": fid.get("dim"),
+                "fid_convention": fids[-1].get("fid_convention") if fids else None,
+                "fid_extractor": fids[-1].get("extractor") if fids else None,
                 "release": None if verdict is None else bool(verdict.get("passes")),
             }
         )

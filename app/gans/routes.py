@@ -167,6 +167,7 @@ async def sample(request: Request, job_id: int, db: DbDep, principal: Researcher
             values["truncation_psi"] or 1.0,
             values["seed"] or 0,
             form.get("dicom", ""),
+            str(form.get("checkpoint", "")) or "best",
         )
         sampling = service.start_sampling(
             db, owner_id=principal.user.id, train_job=job, options=options, queue=None

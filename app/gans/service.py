@@ -21,9 +21,13 @@ from app.db import session_scope
 from app.jobs.service import create_job
 from app.jobs.specs import SpecError, sample_spec, train_gan_spec, translate_spec
 from app.models import Dataset, DatasetStatus, ImageSet, Job
-from ml.training.gan_config import CHECKPOINT, GanConfig
+from ml.networks.gan_families import TRUNCATION_FAMILIES
+from ml.training.gan_config import BEST, CHECKPOINT, GanConfig
 
 MAX_PER_CLASS = 10_000
+# Which checkpoint of a run a sampling job reads: "best" (`best.pt`, the lowest FID; the last
+# one when the run kept none: no FID, or private) or "last" (`checkpoint.pt`).
+CHECKPOINT_CHOICES = ("best", "last")
 
 
 def start_training(
@@ -57,19 +61,29 @@ class SampleOptions:
     truncation_psi: float = 1.0
     seed: int = 0
     dicom: bool = False
+    classes: tuple[str, ...] = ()  # () samples every class of the run
+    checkpoint: str = "best"  # one of CHECKPOINT_CHOICES: the one asked for
 
     def as_params(self) -> dict[str, Any]:
-        return {
+        params: dict[str, Any] = {
             "name": self.name,
             "per_class": self.per_class,
             "truncation_psi": self.truncation_psi,
             "seed": self.seed,
             "dicom": self.dicom,
         }
+        if self.classes:  # only when chosen: jobs that sample every class keep their params
+            params["classes"] = list(self.classes)
+        return params
 
 
 def parse_sample_options(
-    name: str, per_class: str | int, psi: str | float = 1.0, seed: str | int = 0, dicom: Any = False
+    name: str,
+    per_class: str | int,
+    psi: str | float = 1.0,
+    seed: str | int = 0,
+    dicom: Any = False,
+    checkpoint: str | None = "best",
 ) -> SampleOptions:
     clean = " ".join((name or "").split())
     if not clean or len(clean) > 200:
@@ -93,20 +107,47 @@ def parse_sample_options(
     if not 0 <= first_seed < 2**31:
         raise SpecError("seed", "Seed: a whole number from 0.")
     wants_dicom = str(dicom).lower() in {"1", "true", "on", "yes"}
-    return SampleOptions(clean, n, truncation, first_seed, wants_dicom)
+    which = checkpoint_choice(checkpoint)
+    return SampleOptions(clean, n, truncation, first_seed, wants_dicom, checkpoint=which)
 
 
-def checkpoint_of(train_job: Job) -> Path:
-    path = Path(train_job.artefact_dir or "") / CHECKPOINT
-    if train_job.type != "train_gan" or not path.is_file():
+def checkpoint_choice(value: str | None) -> str:
+    which = str(value or "best").strip().lower()
+    if which not in CHECKPOINT_CHOICES:
+        raise SpecError("checkpoint", "Checkpoint: best (lowest FID) or last.")
+    return which
+
+
+def checkpoint_of(train_job: Job, which: str = "best") -> tuple[Path, str]:
+    """(path, "best" or "last") of the checkpoint to sample: the best one when asked and the
+    run kept one (FID early stopping ends several snapshots past it), otherwise the last."""
+    folder = Path(train_job.artefact_dir or "")
+    if train_job.type != "train_gan" or not (folder / CHECKPOINT).is_file():
         raise SpecError("checkpoint", "This job has no GAN checkpoint yet (wait for a snapshot).")
-    return path
+    if checkpoint_choice(which) == "best" and (folder / BEST).is_file():
+        return folder / BEST, "best"
+    return folder / CHECKPOINT, "last"
+
+
+def truncation_note(arch: str, psi: float) -> str | None:
+    """Why a psi other than 1 changes nothing, for families without a mapping network."""
+    if psi == 1.0 or arch in TRUNCATION_FAMILIES:
+        return None
+    return (
+        f"Truncation psi {psi:g} is ignored: {arch} has no mapping network to truncate "
+        f"(only {', '.join(TRUNCATION_FAMILIES)}); the images are drawn with psi 1."
+    )
 
 
 def start_sampling(
     db: Session, *, owner_id: int | None, train_job: Job, options: SampleOptions, queue: str | None
 ) -> Job:
-    spec = sample_spec(train_job.id, str(checkpoint_of(train_job)), options.as_params(), queue)
+    path, used = checkpoint_of(train_job, options.checkpoint)
+    # Recorded at the start: the run may still be training and write a new best.pt later;
+    # the result's checkpoint hash says which file was read.
+    params = {**options.as_params(), "checkpoint_asked": options.checkpoint}
+    params["checkpoint_used"] = used
+    spec = sample_spec(train_job.id, str(path), params, queue)
     return create_job(db, spec, owner_id=owner_id)
 
 
@@ -211,9 +252,23 @@ def _set_description(job: Job, result: dict[str, Any]) -> str:
         )
     return (
         f"Sampled by job {job.id} from training job {job.params['train_job_id']} "
-        f"({result['source']}, psi {job.params.get('truncation_psi', 1.0)}, "
+        f"({result['source']}, {checkpoint_words(result)}, {psi_words(result)}, "
         f"checkpoint sha256 {sha}…)"
     )
+
+
+def checkpoint_words(result: dict[str, Any]) -> str:
+    """'best checkpoint (FID 348.2)' or 'last checkpoint': which snapshot a set came from."""
+    used = "best" if result.get("checkpoint_file") == BEST else "last"
+    fid = result.get("checkpoint_fid")
+    return f"{used} checkpoint" + (f" (FID {fid:.1f})" if fid is not None else "")
+
+
+def psi_words(result: dict[str, Any]) -> str:
+    psi = float(result.get("truncation_psi", 1.0))
+    if result.get("truncation_applied", True):
+        return f"psi {psi:g}"
+    return f"psi {psi:g} ignored: no mapping network"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from app.gans.service import run_logs
+from app.gans.service import run_logs, truncation_note
 from app.models import Job
 from app.web.line_chart import NON_NEGATIVE, UNIT_INTERVAL, interactive_line_chart
+from ml.networks.gan_families import TRUNCATION_FAMILIES
+from ml.training.gan_config import BEST, CHECKPOINT
 
 LOSS_KEYS = ("loss_d", "loss_g")
 
@@ -34,6 +37,9 @@ def training_view(job: Job) -> dict[str, Any]:
             smoothing=True,
         ),
         "fid_chart": None,
+        "checkpoints": checkpoint_choices(Path(job.artefact_dir or ""), snapshots),
+        "truncates": _arch(job) in TRUNCATION_FAMILIES,
+        "truncation_families": ", ".join(TRUNCATION_FAMILIES),
     }
     fids = [(s["kimg"], s["fid"]) for s in snapshots if "fid" in s]
     if fids:
@@ -66,4 +72,38 @@ def training_view(job: Job) -> dict[str, Any]:
             y_label="ε",
             y_bounds=NON_NEGATIVE,
         )
+    return view
+
+
+def _arch(job: Job) -> str:
+    return str(((job.params or {}).get("config") or {}).get("arch", ""))
+
+
+def checkpoint_choices(folder: Path, snapshots: list[dict[str, Any]]) -> dict[str, dict]:
+    """The checkpoints a sampling job can read, with the snapshot each holds: "last"
+    (checkpoint.pt, the newest snapshot) and, when the run kept one, "best" (best.pt: the
+    first snapshot with the lowest FID, as the loop saves it)."""
+    choices: dict[str, dict] = {}
+    if not (folder / CHECKPOINT).is_file() or not snapshots:
+        return choices
+    scored = [s for s in snapshots if "fid" in s]
+    if (folder / BEST).is_file() and scored:
+        best = min(scored, key=lambda s: s["fid"])  # min keeps the first of equal FIDs
+        choices["best"] = {"kimg": best["kimg"], "fid": best["fid"]}
+    last = snapshots[-1]
+    choices["last"] = {"kimg": last["kimg"], "fid": last.get("fid")}
+    return choices
+
+
+def sample_view(job: Job) -> dict[str, Any]:
+    """A sampling job's result in words: the checkpoint it read and whether psi applied."""
+    result = job.result or {}
+    params = job.params or {}
+    used = "best" if result.get("checkpoint_file", "") == BEST else "last"
+    view: dict[str, Any] = {"checkpoint_used": used, "checkpoint_fid": result.get("checkpoint_fid")}
+    if params.get("checkpoint_asked") == "best" and used == "last":
+        view["checkpoint_why"] = "the run kept no best checkpoint (no FID, or a private run)"
+    psi = float(result.get("truncation_psi", params.get("truncation_psi", 1.0)))
+    if not result.get("truncation_applied", True):
+        view["truncation_note"] = truncation_note(str(result.get("source", "")).split("@")[0], psi)
     return view

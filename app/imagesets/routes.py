@@ -65,7 +65,7 @@ router = APIRouter(prefix="/imagesets", route_class=_UploadLimitRoute)
 
 
 def _list_context(db: DbDep, principal: Principal, **extra: Any) -> dict[str, Any]:
-    sets = service.list_image_sets(db, None if principal.is_admin else principal.user.id)
+    sets = service.list_image_sets(db, principal.visible_owner)
     return {
         "image_sets": sets,
         "counts": service.origin_counts(db, [s.id for s in sets]),

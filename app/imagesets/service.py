@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import HTTPException
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.auth.service import Principal
+from app.domain.not_found import NotFound
 from app.imagesets.ingest import IngestEntry, IngestLimits, Upload, read_upload
 from app.imagesets.storage import blinded_path, images_root, original_path
 from app.models import Image, ImageSet, Origin
@@ -31,12 +31,8 @@ class IngestError(Exception):
         self.errors = errors
 
 
-class ImageSetNotFound(HTTPException):
-    """Missing and not-yours look the same, so ids of other people's sets are not confirmed.
-    An HTTPException so the app's existing handler renders it as a 404 page."""
-
-    def __init__(self, image_set_id: int) -> None:
-        super().__init__(404, f"There is no image set {image_set_id} that you can see.")
+class ImageSetNotFound(NotFound):
+    noun = "image set"
 
 
 @dataclass(frozen=True)
@@ -155,7 +151,7 @@ def origin_counts(db: Session, image_set_ids: list[int]) -> dict[int, dict[str, 
 
 def get_image_set(db: Session, image_set_id: int, principal: Principal) -> ImageSet:
     image_set = db.get(ImageSet, image_set_id)
-    if image_set is None or (not principal.is_admin and image_set.owner_id != principal.user.id):
+    if image_set is None or not principal.can_see(image_set):
         raise ImageSetNotFound(image_set_id)
     return image_set
 
@@ -163,7 +159,7 @@ def get_image_set(db: Session, image_set_id: int, principal: Principal) -> Image
 def get_image(db: Session, image_set: ImageSet, image_id: int) -> Image:
     image = db.get(Image, image_id)
     if image is None or image.image_set_id != image_set.id:
-        raise HTTPException(404, f"There is no image {image_id} in image set {image_set.id}.")
+        raise NotFound(image_id, f"There is no image {image_id} in image set {image_set.id}.")
     return image
 
 

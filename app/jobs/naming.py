@@ -50,8 +50,10 @@ def _what(job_type: str, params: Mapping[str, Any]) -> str:
         resolution = config.get("resolution")
         return f"{label} {resolution}px" if resolution else label
     if job_type == "train_classifier":
-        on = params.get("train_on", "real")
-        source = f"set #{params['image_set_id']}" if params.get("image_set_id") else on
+        on = str(params.get("train_on", "real"))
+        # A real-trained classifier also carries the set it is tested on; it did not train on it.
+        sets = f"set #{params['image_set_id']}" if params.get("image_set_id") else on
+        source = {"real": "real", "synthetic": sets, "mixed": f"real + {sets}"}.get(on, sets)
         return f"{config.get('arch', 'Classifier')} on {source}"
     if job_type == "evaluate_fidelity":
         return f"Fidelity of set #{params.get('image_set_id')}"

@@ -35,7 +35,7 @@ def after_success(job_id: int) -> None:
     subset's dataset is ready then, a sample's image set exists): a sweep's next jobs, and on
     a demo installation the demo's next steps. Never raises: the job has succeeded whatever
     happens here, and a later continuation catches up on what this one could not do."""
-    from app.demo import continue_demo
+    from app.demo.loader import continue_demo
     from app.sweeps.service import continue_sweep
 
     try:

@@ -24,12 +24,12 @@ router = APIRouter(prefix="/jobs")
 
 
 def _visible_owner(principal: Principal) -> int | None:
-    return None if principal.is_admin else principal.user.id
+    return principal.visible_owner
 
 
 def _job_for(db: DbDep, job_id: int, principal: Principal) -> Job:
     job = service.get_job(db, job_id)
-    if not principal.is_admin and job.owner_id != principal.user.id:
+    if not principal.can_see(job):
         # Same answer as a missing job: ids of other people's jobs are not confirmed.
         raise service.JobNotFound(job_id)
     return job
@@ -133,6 +133,10 @@ def _page_context(job: Job) -> dict[str, Any]:
         from app.gans.views import training_view
 
         context.update(training_view(job))
+    elif job.type == "sample":
+        from app.gans.views import sample_view
+
+        context["sampled"] = sample_view(job)
     elif job.type == "train_classifier":
         from app.evaluation.training_curves import classifier_curves
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.service import Principal
 from app.config import get_settings
+from app.domain.not_found import NotFound
 from app.jobs import listing, naming
 from app.jobs.heartbeats import reap_after_s
 from app.jobs.outcomes import on_job_finished
@@ -20,22 +21,16 @@ from app.models import Dataset, Job, JobStatus
 from app.models.types import utcnow
 
 
-class JobNotFound(LookupError):
-    pass
+class JobNotFound(NotFound):
+    noun = "job"
 
 
 def visible_job(db: Session, job_id: int, principal: Principal, job_type: str, noun: str) -> Job:
     """The job if it is of `job_type` and the principal may see it; otherwise a 404 that says
     the same whether the id is missing or someone else's (ids are not confirmed)."""
-    from fastapi import HTTPException
-
     job = db.get(Job, job_id)
-    if (
-        job is None
-        or job.type != job_type
-        or (not principal.is_admin and job.owner_id != principal.user.id)
-    ):
-        raise HTTPException(404, f"There is no {noun} #{job_id} you can see.")
+    if job is None or job.type != job_type or not principal.can_see(job):
+        raise JobNotFound(job_id, f"There is no {noun} #{job_id} you can see.")
     return job
 
 
@@ -123,6 +118,16 @@ def rename(job: Job, raw: str | None) -> None:
     name = naming.clean_name(raw)
     if name is not None:
         job.name = name
+
+
+def name_all(jobs: Sequence[Job], raw: str | None) -> None:
+    """One Name field for several jobs started together (the benchmark suite): each keeps what
+    it is after the given name, so the list still tells them apart."""
+    name = naming.clean_name(raw)
+    if name is None:
+        return
+    for job in jobs:
+        job.name = f"{name}{naming.SEPARATOR}{job.name}"[: naming.MAX_NAME] if job.name else name
 
 
 def get_job(db: Session, job_id: int) -> Job:

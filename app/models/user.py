@@ -28,6 +28,14 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A time rather than a flag: the admin page says since when. Null means active.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Password sign-ins only (invitation links start sessions of their own).
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    @property
+    def is_active(self) -> bool:
+        return self.disabled_at is None
 
 
 class WebSession(Base):

@@ -256,7 +256,7 @@ def parse_study_options(name: str, n_images: str) -> StudyOptions:
 def sample_job_for(db: Session, job_id: int, principal: Principal) -> Job:
     """The job if this researcher may see it; otherwise not found, like every job page."""
     job = db.get(Job, job_id)
-    if job is None or (not principal.is_admin and job.owner_id != principal.user.id):
+    if job is None or not principal.can_see(job):
         raise JobNotFound(job_id)
     return job
 

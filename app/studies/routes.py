@@ -13,6 +13,7 @@ from app.auth import service as auth_service
 from app.auth.service import Principal
 from app.config import get_settings
 from app.deps import DbDep, Forbidden, Researcher
+from app.domain.not_found import NotFound
 from app.models import Invite, Study, User
 from app.studies import blinding_gate, display, service, sharing
 from app.studies.design import load_design
@@ -22,8 +23,8 @@ from app.web.templating import redirect, render
 router = APIRouter(prefix="/studies")
 
 
-class StudyNotFound(LookupError):
-    pass
+class StudyNotFound(NotFound):
+    noun = "study"
 
 
 async def form_data(request: Request) -> FormData:

@@ -20,7 +20,7 @@ class ShareError(Exception):
 
 
 def can_change(study: Study, principal: Principal) -> bool:
-    return principal.is_admin or study.owner_id == principal.user.id
+    return principal.can_change(study)
 
 
 def can_view(db: Session, study: Study, principal: Principal) -> bool:

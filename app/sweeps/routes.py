@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
@@ -88,10 +88,7 @@ async def launch_sweep(request: Request, db: DbDep, principal: Researcher) -> Re
 
 @router.get("/{sweep_id}")
 def sweep_page(request: Request, sweep_id: int, db: DbDep, principal: Researcher) -> Response:
-    try:
-        sweep = service.get_sweep(db, sweep_id, principal)
-    except service.SweepNotFound:
-        raise HTTPException(404, f"There is no sweep {sweep_id} that you can see.") from None
+    sweep = service.get_sweep(db, sweep_id, principal)
     context = service.sweep_view(db, sweep)
     if request.headers.get("hx-request"):
         return render(request, "sweeps/detail.html", context, block="sweep_points")

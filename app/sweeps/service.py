@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from app.auth.service import Principal
 from app.datasets import service as datasets
 from app.db import get_sessionmaker
+from app.domain.not_found import NotFound
 from app.jobs.service import commit_and_enqueue
 from app.jobs.specs import SpecError
 from app.models import Dataset, DatasetStatus, Job, JobStatus, Sweep
@@ -34,8 +35,8 @@ log = logging.getLogger(__name__)
 CONTINUE_ATTEMPTS = 3
 
 
-class SweepNotFound(LookupError):
-    pass
+class SweepNotFound(NotFound):
+    noun = "sweep"
 
 
 def _steps(spec: grid.SweepSpec) -> list[grid.Step]:
@@ -149,7 +150,7 @@ def list_sweeps(db: Session, principal: Principal) -> list[Sweep]:
 
 def get_sweep(db: Session, sweep_id: int, principal: Principal) -> Sweep:
     sweep = db.get(Sweep, sweep_id)
-    if sweep is None or (not principal.is_admin and sweep.owner_id != principal.user.id):
+    if sweep is None or not principal.can_see(sweep):
         # Same answer as a missing sweep: ids of other people's sweeps are not confirmed.
         raise SweepNotFound(sweep_id)
     return sweep

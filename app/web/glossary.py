@@ -22,6 +22,7 @@ TERMS: tuple[str, ...] = (
     "kid",
     "precision-recall",
     "dcr",
+    "paired-quality",
     "release-gate",
     "wilson",
     "tost",

@@ -29,6 +29,7 @@ __all__ = [
     "DecodedImage",
     "ImageDecodeError",
     "ImageMeta",
+    "load_grey_image",
     "load_image",
     "sniff_format",
 ]
@@ -36,6 +37,12 @@ __all__ = [
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG"}
+# Every 8-bit code's value in [0, 1], computed as the float64 division rounded to float32 that
+# the one-image-at-a-time path always used, so a table look-up changes no stored byte.
+_UNIT8 = (np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
+# Where Pillow's `getexif` looks for an orientation in a PNG or JPEG: without any of these the
+# image is upright, and the EXIF parse (a tenth of a small film's decode) can be skipped.
+_ORIENTATION_KEYS = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -83,7 +90,64 @@ def load_image(
         raise
 
 
+def load_grey_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image | None:
+    """A PNG or JPEG as a 32-bit float ("F") Pillow image of `load_image`'s pixels, bit for bit.
+
+    For an import, which resizes at once (`ml.data.resize.square_image`): an 8-bit grey film,
+    the common case, then never becomes a numpy array at full size. None when `data` is not a
+    PNG or JPEG (DICOM, or not an image: `load_image` decodes it or says why not). Raises
+    `load_image`'s errors for a broken PNG or JPEG.
+    """
+    fmt = sniff_format(data[:132])
+    if fmt not in _PIL_FORMAT:
+        return None
+    with _open_raster(data, fmt, max_pixels) as im:
+        try:
+            upright = _upright(im)
+            if upright.mode in ("1", "L"):
+                grey = upright if upright.mode == "L" else upright.convert("L")
+                # Exact: Pillow scales in double precision and rounds once to float32, which
+                # gives `_UNIT8` for all 256 codes (tests/unit/test_images_fast.py).
+                return grey.convert("F").point(lambda v: v / 255.0)
+            pixels, _ = _to_grey(upright)
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise _classify(exc, _PIL_FORMAT[fmt]) from exc
+    return Image.fromarray(pixels)
+
+
 def _load_raster(data: bytes, fmt: str, max_pixels: int) -> DecodedImage:
+    pil_format = _PIL_FORMAT[fmt]
+    with _open_raster(data, fmt, max_pixels) as im:
+        mode = im.mode
+        try:
+            pixels, bits = _to_grey(_upright(im))
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise _classify(exc, pil_format) from exc
+    meta = ImageMeta(
+        source_format=fmt,
+        rows=int(pixels.shape[0]),
+        cols=int(pixels.shape[1]),
+        bits_stored=bits,
+        photometric=mode,
+        voi="full-range",
+        value_range=(0.0, float(2**bits - 1)),
+    )
+    return DecodedImage(pixels=pixels, meta=meta)
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """`im` decoded and turned by its EXIF orientation: it is how the author saw the image, and
+    the EXIF block itself is dropped later, so the rotation must be baked in now."""
+    im.load()
+    if any(key in im.info for key in _ORIENTATION_KEYS):
+        upright = ImageOps.exif_transpose(im)
+        if upright is not None:
+            return upright
+    return im
+
+
+def _open_raster(data: bytes, fmt: str, max_pixels: int) -> Image.Image:
+    """`data` opened (header only) as `fmt`, its pixel count checked against `max_pixels`."""
     pil_format = _PIL_FORMAT[fmt]
     try:
         # Image.open parses only the header. Pillow raises DecompressionBombError itself past
@@ -99,34 +163,15 @@ def _load_raster(data: bytes, fmt: str, max_pixels: int) -> DecodedImage:
         raise CorruptImageError(f"{pil_format} header is unreadable") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise _classify(exc, pil_format) from exc
-    with im:
-        width, height = im.size
-        if width * height > max_pixels:
-            raise ImageTooLargeError(
-                f"image is {width}x{height} = {width * height:,} pixels, "
-                f"over the {max_pixels:,} limit",
-                width * height,
-                max_pixels,
-            )
-        mode = im.mode
-        try:
-            im.load()
-            # Honour EXIF orientation: it is how the author saw the image, and the EXIF block
-            # itself is dropped later, so the rotation must be baked in now.
-            upright = ImageOps.exif_transpose(im)
-            pixels, bits = _to_grey(upright if upright is not None else im)
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise _classify(exc, pil_format) from exc
-    meta = ImageMeta(
-        source_format=fmt,
-        rows=int(pixels.shape[0]),
-        cols=int(pixels.shape[1]),
-        bits_stored=bits,
-        photometric=mode,
-        voi="full-range",
-        value_range=(0.0, float(2**bits - 1)),
-    )
-    return DecodedImage(pixels=pixels, meta=meta)
+    width, height = im.size
+    if width * height > max_pixels:
+        im.close()
+        raise ImageTooLargeError(
+            f"image is {width}x{height} = {width * height:,} pixels, over the {max_pixels:,} limit",
+            width * height,
+            max_pixels,
+        )
+    return im
 
 
 def _classify(exc: BaseException, pil_format: str) -> ImageDecodeError:
@@ -146,7 +191,7 @@ def _to_grey(im: Image.Image) -> tuple[NDArray[np.float32], int]:
         arr = np.asarray(im, dtype=np.float64)
         return np.clip(arr / 65535.0, 0.0, 1.0).astype(np.float32), 16
     if mode in ("1", "L"):
-        return (np.asarray(im.convert("L"), dtype=np.float64) / 255.0).astype(np.float32), 8
+        return _UNIT8[np.asarray(im if mode == "L" else im.convert("L"))], 8
     has_alpha = mode in ("LA", "RGBA", "PA", "La", "RGBa") or "transparency" in im.info
     rgba = np.asarray(im.convert("RGBA" if has_alpha else "RGB"), dtype=np.float64) / 255.0
     grey = rgba[..., :3] @ np.asarray(LUMA_WEIGHTS)

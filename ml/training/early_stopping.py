@@ -16,12 +16,15 @@ class FidPatience:
     best: float | None = None
     best_kimg: float | None = None
     stale: int = 0
+    # Snapshots before this many kimg never count as stale: a progressive run's FID can
+    # plateau while it stabilises a lower level, which must not end it before it has grown.
+    start_kimg: float = 0.0
 
     def update(self, fid: float, kimg: float) -> bool:
         """Record a snapshot's FID; True when training should stop."""
         if self.best is None or fid < self.best - self.min_delta:
             self.best, self.best_kimg, self.stale = fid, kimg, 0
-        else:
+        elif kimg >= self.start_kimg:
             self.stale += 1
         return self.patience > 0 and self.stale >= self.patience
 

@@ -26,14 +26,13 @@ import json
 import random
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ml.data.training_images import TrainingImages
 from ml.networks.gan import ARCHS, build_gan
@@ -43,9 +42,10 @@ from ml.training import checkpoint as ckpt
 from ml.training import distributed as ddp
 from ml.training import privacy, run_log
 from ml.training.augment import AdaptiveAugment, diff_augment
+from ml.training.domain_loss import DomainClassifier, load_domain_classifier
 from ml.training.early_stopping import FidPatience
 from ml.training.ema import ema_beta, make_ema, update_ema
-from ml.training.gan_config import BEST, CHECKPOINT, GanConfig
+from ml.training.gan_config import BEST, CHECKPOINT, GanConfig, kimg_to_full_resolution
 from ml.training.gan_losses import discriminator_loss, generator_loss
 from ml.training.grid import save_grid
 from ml.training.snapshot_fid import SnapshotFid
@@ -68,6 +68,8 @@ class GanResult:
     out: str
     epsilon: float | None = None  # DP runs: privacy spent, at `delta`
     delta: float | None = None
+    accountant: str | None = None  # DP runs: "prv" or "rdp", the one that gave `epsilon`
+    epsilon_rdp: float | None = None  # DP runs: the RDP accountant's bound, a cross-check
 
 
 class _Run:
@@ -108,7 +110,9 @@ class _Run:
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=lr_g, betas=(beta1, beta2))
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=lr_d, betas=(beta1, beta2))
         self.g_ema = make_ema(self.g) if config.ema_kimg else None
-        self.dp = privacy.PrivateDiscriminator.of(config, self.d, self.opt_d, len(data))
+        self.dp = privacy.PrivateDiscriminator.of(
+            config, self.models, self.d, self.opt_d, len(data)
+        )
         self.domain = _domain_classifier(config, data, device)
         d_train: torch.nn.Module = self.d
         if self.dp is not None:  # Opacus trains D; its optimiser clips, noises and accounts
@@ -126,7 +130,7 @@ class _Run:
         )
         self.rng = torch.Generator().manual_seed(config.seed)  # the same on every rank
         ddp.seed_ranks(dist, config.seed)  # after the networks: identical initial weights
-        self.patience = FidPatience(config.fid_patience)
+        self.patience = FidPatience(config.fid_patience, start_kimg=kimg_to_full_resolution(config))
         self.nimg = 0
         self.tick = 0
         self.snapshot = 0
@@ -192,25 +196,18 @@ class _Run:
 
 def _domain_classifier(
     config: GanConfig, data: TrainingImages, device: torch.device
-) -> torch.nn.Module | None:
+) -> DomainClassifier | None:
     if not config.domain_classifier:
         return None
-    try:
-        module = torch.jit.load(config.domain_classifier, map_location=device)
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise ValueError(f"domain classifier {config.domain_classifier}: {exc}") from None
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)  # frozen: only the generator learns from its verdict
-    probe = torch.zeros(2, data.channels, config.resolution, config.resolution, device=device)
-    with torch.no_grad():
-        logits = module(probe)
-    if tuple(logits.shape) != (2, data.n_classes):
-        raise ValueError(
-            f"domain classifier gives {tuple(logits.shape)} for 2 images; this run needs "
-            f"(2, {data.n_classes}) logits over {list(data.class_names)}"
-        )
-    return module
+    return load_domain_classifier(
+        config.domain_classifier,
+        data.store.info.label_names,
+        data.class_names,
+        data.classes.combos,
+        data.channels,
+        config.resolution,
+        device,
+    )
 
 
 def _copy_schedule(source: torch.nn.Module, target: torch.nn.Module) -> None:
@@ -257,7 +254,12 @@ def _train_step(run: _Run, data: TrainingImages, augment: Callable) -> dict[str,
         if run.dp is not None:
             with amp:
                 d_stats = run.dp.step(
-                    models, augment(real), labels, augment(fake.detach()), fake_labels
+                    models,
+                    augment(real),
+                    labels,
+                    augment(fake.detach()),
+                    fake_labels,
+                    step=run.d_step,
                 )
         else:
             with amp:
@@ -281,7 +283,7 @@ def _train_step(run: _Run, data: TrainingImages, augment: Callable) -> dict[str,
             loss_g, g_stats = generator_loss(models, augment(fake), fake_labels)
             if run.domain is not None:
                 # Scored before augmentation: the classifier judges the image G produced.
-                domain = F.cross_entropy(run.domain(fake.float()), fake_labels)
+                domain = run.domain.loss(fake, fake_labels)
                 loss_g = loss_g + cfg.domain_lambda * domain
                 g_stats = {**g_stats, "domain_ce": domain.item(), "loss_g": loss_g.item()}
         run.opt_g.zero_grad(set_to_none=True)
@@ -375,7 +377,7 @@ def train_gan(
             if run.ada is not None:
                 record["augment_p"] = round(run.ada.p, 6)
             if run.dp is not None:
-                record["epsilon"] = run.dp.epsilon()
+                record.update(run.dp.record())  # epsilon, the accountant that gave it, RDP's
             if _stop_before_write(should_stop, dist):
                 raise Stopped(f"stopped at {run.nimg / 1000:.2f} kimg")
             if main:
@@ -400,6 +402,8 @@ def train_gan(
             out=str(out),
             epsilon=run.dp.epsilon() if run.dp is not None else None,
             delta=run.dp.delta if run.dp is not None else None,
+            accountant=run.dp.spent().accountant if run.dp is not None else None,
+            epsilon_rdp=run.dp.spent().epsilon_rdp if run.dp is not None else None,
         )
 
 
@@ -442,19 +446,23 @@ def _snapshot(
     images = None
     if run.dist.main:  # sample and score first, write nothing yet
         sampler = run.sampler()  # a plain module: a DDP forward on one rank would hang
-        with torch.no_grad():
+        # StyleGAN2 draws its per-pixel noise from torch's generator: forked, so the grid and
+        # FID leave training on the stream `state` holds (a resumed run must see the same).
+        with _forked_rng(run.device), torch.no_grad():
             images = sampler(grid_z, grid_labels)
         record = {"snapshot": run.snapshot, "kimg": round(kimg, 6)}
         record["grid"] = f"grid-{run.snapshot:04d}.png"
         if fid is not None:
-            value = fid.compute(sampler, run.models.z_dim, data)
+            with _forked_rng(run.device):
+                value = fid.compute(sampler, run.models.z_dim, data)
             record["fid"] = round(value, 4)
             improved = run.patience.best is None or value < run.patience.best
             stop = run.patience.update(value, kimg)
             record["best_fid"] = run.patience.best
             state["patience"] = run.patience.state_dict()
         if run.dp is not None:
-            record["epsilon"], record["delta"] = run.dp.epsilon(), run.dp.delta
+            record.update(run.dp.record())
+            record["delta"] = run.dp.delta
             improved = False  # choosing by FID against the training images is not private
     # FID may have taken a while: ask right before the writes (every rank leaves together).
     if _stop_before_write(should_stop, run.dist):
@@ -471,6 +479,11 @@ def _snapshot(
     stop, patience = ddp.broadcast((stop, run.patience.state_dict()), run.dist)
     run.patience = FidPatience.from_state(patience)
     return stop
+
+
+def _forked_rng(device: torch.device) -> AbstractContextManager[None]:
+    """Torch's CPU generator (and `device`'s, on CUDA) restored on exit."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def _write_run_info(

@@ -6,12 +6,17 @@ must not import torch for that; `ml.training.gan` trains with it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 AUGMENTS = ("none", "diffaugment", "ada")
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
+# Progressive growing's defaults (ProGAN section A.1: 800k images per fade-in or stabilise
+# phase, from 4x4); `build_progan` takes them as options of the same names.
+PROGAN_KIMG_PER_PHASE = 800.0
+PROGAN_START_RESOLUTION = 4
 
 
 @dataclass
@@ -45,9 +50,11 @@ class GanConfig:
     dp_max_grad_norm: float = 1.0
     dp_delta: float | None = None
     # Seed 001's domain-classifier loss: a frozen classifier trained on the real data (a
-    # TorchScript file mapping images in [-1, 1] to logits over this run's classes, in
-    # `class_names` order) scores each fake against its requested class; the cross-entropy,
-    # weighted by `domain_lambda`, is added to the generator's loss.
+    # TorchScript file mapping images in [-1, 1] to logits) scores each fake against its
+    # requested class; the (binary) cross-entropy, weighted by `domain_lambda`, is added to
+    # the generator's loss. A classifier run's classifier.pt (multiclass, multilabel or
+    # binary, read from the result.json beside it), or logits over this run's classes in
+    # `class_names` order (`ml.training.domain_loss`).
     domain_classifier: str | None = None
     domain_lambda: float = 0.0
 
@@ -76,3 +83,60 @@ def check_private_config(config: GanConfig) -> None:
         raise ValueError("ADA tunes p from D's outputs on real images, which is not private")
     if config.fid_patience:
         raise ValueError("FID early stopping selects on the training images: not private")
+
+
+def progressive_schedule(kimg: float, kimg_per_phase: float, n_levels: int) -> tuple[int, float]:
+    """(level, alpha) after `kimg` thousand images (ProGAN section 2 and A.1).
+
+    Level 0 trains for one phase; every later level fades in linearly over one phase (alpha
+    0 -> 1) and then stabilises for one phase (alpha = 1). After the last level it stays there.
+    """
+    if kimg_per_phase <= 0:
+        raise ValueError("kimg_per_phase must be positive")
+    t = max(kimg, 0.0) / kimg_per_phase
+    if t < 1.0 or n_levels == 1:
+        return 0, 1.0
+    level = 1 + int((t - 1.0) // 2)
+    if level >= n_levels:
+        return n_levels - 1, 1.0
+    return level, min(t - 1.0 - 2 * (level - 1), 1.0)
+
+
+def _progressive_options(config: GanConfig) -> tuple[int, float, int]:
+    """(start resolution, kimg per phase, number of levels) of a progressive run."""
+    start = int(config.arch_options.get("start_resolution", PROGAN_START_RESOLUTION))
+    per_phase = float(config.arch_options.get("kimg_per_phase", PROGAN_KIMG_PER_PHASE))
+    return start, per_phase, _n_levels(config.resolution, start)
+
+
+def _n_levels(resolution: int, start: int) -> int:
+    if start < 4 or resolution < start:
+        raise ValueError(f"cannot grow from {start} px to {resolution} px")
+    return int(math.log2(resolution // start)) + 1
+
+
+def final_resolution(config: GanConfig) -> int:
+    """The resolution of the level the generator is at when the run has shown all its `kimg`
+    images. Only progressive growing can end below `config.resolution`; it may also end with
+    that level still fading in (see `kimg_to_full_resolution`)."""
+    if config.arch != "progan":
+        return config.resolution
+    start, per_phase, n_levels = _progressive_options(config)
+    level, _ = progressive_schedule(config.kimg, per_phase, n_levels)
+    return start * 2**level
+
+
+def kimg_to_full_resolution(config: GanConfig) -> float:
+    """Images (k) after which the generator works at `config.resolution` (0 unless progressive):
+    one phase at the start level, then a fade-in and a stabilisation phase per level, the last
+    level's stabilisation excepted."""
+    if config.arch != "progan":
+        return 0.0
+    _, per_phase, n_levels = _progressive_options(config)
+    return per_phase * (2 * n_levels - 2) if n_levels > 1 else 0.0
+
+
+def progressive_kimg(resolution: int, *, kimg_per_phase: float = PROGAN_KIMG_PER_PHASE) -> float:
+    """Training length of a progressive run from 4 px that grows to `resolution` and then
+    stabilises there for one phase, as at every level before it: 2 n - 1 phases for n levels."""
+    return kimg_per_phase * (2 * _n_levels(resolution, PROGAN_START_RESOLUTION) - 1)

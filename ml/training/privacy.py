@@ -39,26 +39,49 @@ fixed-size with-replacement draw of the non-private loop. Batch sizes therefore 
 summed gradient is divided by the *expected* batch size (Opacus' convention), so the actual
 size is not released. An empty draw still takes a noised step, as the analysis assumes.
 
-Accounting: Renyi DP of the sampled Gaussian mechanism (Mironov 2017, "Renyi Differential
-Privacy"; Mironov, Talwar & Zhang 2019 for subsampling) composed over every D step, converted
-to (epsilon, delta) with Balle et al. 2020's bound - Opacus' `RDPAccountant`.
+Accounting: every D step is one sampled Gaussian mechanism (sigma, q); the history of them is
+composed by two accountants and the smaller epsilon is reported, with the name of the one that
+gave it (both are upper bounds on the true epsilon at delta, so the smaller is one too):
 
-Not supported, refused with ValueError: families whose D loss needs second-order gradients
-(WGAN-GP's gradient penalty, StyleGAN2's R1; ProGAN uses WGAN-GP), since Opacus' per-sample
-gradient hooks handle first-order gradients only (the penalties differentiate a gradient);
-spectral normalisation (SNGAN), whose power-iteration buffers are updated inside the forward
-pass and whose parametrised weights Opacus cannot clone. BatchNorm (DCGAN, AC-GAN) mixes
-the examples of a batch, which breaks per-example sensitivity: it is replaced by GroupNorm
-(Opacus' `ModuleValidator.fix`), so a DP DCGAN's D is a GroupNorm DCGAN. The noise comes
-from torch's default generator (restored on resume), not from a cryptographically secure
-one (Opacus' `secure_mode` needs torchcsprng).
+* PRV (Gopi, Lee & Wutschitz 2021, "Numerical Composition of Differential Privacy"; Opacus'
+  `PRVAccountant`): composes the privacy loss random variables numerically by FFT. Its upper
+  bound is the estimate plus `eps_error`, which we set to 1% of the RDP epsilon (between 0.001
+  and 0.01, larger only when the FFT mesh would exceed `PRV_MAX_POINTS`). It exceeds Google's
+  `dp_accounting` PLD bound by about that slack (checked in tests/unit/test_dp_accountant.py)
+  and is 4-14% below RDP at common settings, 2.5-4.7x below RDP with Opacus' default orders
+  at q = 0.001 (bench/dp_epsilon.py);
+* RDP (Mironov 2017, "Renyi Differential Privacy"; Mironov, Talwar & Zhang 2019 for
+  subsampling; Opacus' `RDPAccountant`, with orders up to 1024 rather than its default 63,
+  which binds at small sampling rates), converted with Balle et al. 2020's bound: the
+  cross-check, and the fallback where PRV cannot be computed (no noise, or a delta
+  so small that the PRV's floating-point error would dominate).
+
+StyleGAN2. Its D has minibatch standard deviation, which mixes the examples of a batch: under
+DP the group size is 1, so the feature is a constant and each example's output is its own.
+Its lazy R1 penalty gamma/2 ||grad_x D(x_i)||^2 differentiates a gradient, which Opacus'
+per-sample hooks cannot (they see first-order backward passes only); but R1 on example i
+depends on x_i alone, so the per-example gradient of l_r(D(x_i)) + gamma/2 * interval *
+||grad_x D(x_i)||^2 is still a per-record quantity that can be clipped. For families with R1
+those gradients are computed with torch.func (`vmap` over `grad`, a second-order
+`grad` inside) instead of Opacus' hooks, and handed to the same DPOptimizer.
+
+Not supported, refused with ValueError: WGAN-GP's gradient penalty (WGAN-GP, ProGAN) is taken
+on interpolates of real-fake *pairs*, and the Poisson-sized real batch has no fixed partner
+for each fake; spectral normalisation (SNGAN), whose power-iteration buffers are updated
+inside the forward pass and whose parametrised weights Opacus cannot clone. BatchNorm (DCGAN,
+AC-GAN) mixes the examples of a batch, which breaks per-example sensitivity: it is replaced by
+GroupNorm (Opacus' `ModuleValidator.fix`), so a DP DCGAN's D is a GroupNorm DCGAN. The noise
+comes from torch's default generator (restored on resume), not from a cryptographically
+secure one (Opacus' `secure_mode` needs torchcsprng).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -68,6 +91,7 @@ from torch.nn.utils import parametrize
 
 from ml.data.training_images import TrainingImages
 from ml.networks.gan.base import DiscriminatorOutput, GanModels
+from ml.networks.gan.progressive import MinibatchStd
 
 # delta = min(1e-5, n^-1.1). delta must be well below 1/n: a mechanism that publishes each
 # record with probability delta is (0, delta)-DP and leaks delta * n records on average
@@ -79,6 +103,102 @@ DELTA_EXPONENT = 1.1
 
 def default_delta(n_train: int) -> float:
     return min(DELTA_CAP, float(n_train) ** -DELTA_EXPONENT)
+
+
+# RDP orders: Opacus' defaults (1.1 .. 63) and larger ones, which give the minimum when the
+# sampling rate is small and the noise large (the default grid then overstates epsilon).
+RDP_ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))
+RDP_ORDERS += [80, 96, 128, 192, 256, 512, 1024]
+# PRV: eps_error (the slack its upper bound adds to its estimate) is 1% of the RDP epsilon,
+# between these bounds; Opacus' safe domain is only argued for eps_error < 1.
+PRV_RELATIVE_ERROR = 0.01
+PRV_MIN_ERROR = 1e-3
+PRV_DEFAULT_ERROR = 0.01
+PRV_MAX_ERROR = 0.5
+# The FFT mesh has 2L / mesh points (mesh = eps_error / sqrt(steps log(12 / delta_error) / 2),
+# Gopi et al. 2021): seconds per million on a CPU core. Past this size eps_error grows.
+PRV_MAX_POINTS = 2_000_000
+
+History = list[tuple[float, float, int]]  # (noise multiplier, sample rate, steps), Opacus'
+
+
+@dataclass(frozen=True)
+class Spent:
+    """The privacy spent by a history of sampled Gaussian steps, at one delta."""
+
+    epsilon: float  # the smaller of the two bounds: the one to report
+    accountant: str  # "prv" or "rdp": which of them gave `epsilon`
+    epsilon_rdp: float
+    epsilon_prv: float | None  # None where PRV could not be computed (see `prv_epsilon`)
+
+
+def rdp_epsilon(history: History, delta: float) -> float:
+    from opacus.accountants import RDPAccountant
+
+    accountant = RDPAccountant()
+    accountant.history = list(history)
+    with warnings.catch_warnings():
+        # sigma = 0 (tests only; the config refuses it): every order gives infinity.
+        warnings.filterwarnings("ignore", message="Optimal order is the")
+        return float(accountant.get_epsilon(delta, alphas=RDP_ORDERS))
+
+
+def prv_error(history: History, delta: float, epsilon_rdp: float) -> float | None:
+    """eps_error for the PRV accountant: 1% of the RDP epsilon, in [0.001, 0.01], grown so the
+    FFT mesh stays under PRV_MAX_POINTS; None when even PRV_MAX_ERROR would not."""
+    from opacus.accountants.analysis.prv import (
+        PoissonSubsampledGaussianPRV,
+        compute_safe_domain_size,
+    )
+
+    error = min(PRV_DEFAULT_ERROR, max(PRV_MIN_ERROR, PRV_RELATIVE_ERROR * epsilon_rdp))
+    delta_error = delta / 1000  # Opacus' default
+    steps = sum(n for _, _, n in history)
+    prvs = [PoissonSubsampledGaussianPRV(q, sigma) for sigma, q, _ in history]
+    half_width = compute_safe_domain_size(prvs, [n for _, _, n in history], error, delta_error)
+    per_error = 2 * half_width * math.sqrt(steps * math.log(12 / delta_error) / 2)
+    error = max(error, per_error / PRV_MAX_POINTS)
+    return error if error <= PRV_MAX_ERROR else None
+
+
+def prv_epsilon(history: History, delta: float, epsilon_rdp: float) -> float | None:
+    """Opacus' PRV upper bound, or None where it cannot be computed: no noise, or a mesh or a
+    delta for which its floating-point error would dominate (Opacus raises)."""
+    from opacus.accountants import PRVAccountant
+
+    if not all(sigma > 0 for sigma, _, _ in history) or not math.isfinite(epsilon_rdp):
+        return None
+    try:
+        with warnings.catch_warnings():
+            # Opacus sizes the PRV domain with an RDP bound over its default orders, which
+            # warns when the largest one binds; that only widens the domain.
+            warnings.filterwarnings("ignore", message="Optimal order is the")
+            error = prv_error(history, delta, epsilon_rdp)
+            if error is None:
+                return None
+            accountant = PRVAccountant()
+            accountant.history = list(history)
+            epsilon = float(accountant.get_epsilon(delta, eps_error=error))
+    except (ValueError, RuntimeError, FloatingPointError, OverflowError, MemoryError):
+        return None
+    return epsilon if math.isfinite(epsilon) and epsilon >= 0 else None
+
+
+def privacy_spent(history: History, delta: float) -> Spent:
+    """(epsilon, delta)-DP of the composed steps: the tighter of PRV and RDP, named."""
+    if not history:
+        return Spent(0.0, "prv", 0.0, 0.0)
+    rdp = rdp_epsilon(history, delta)
+    prv = prv_epsilon(history, delta, rdp)
+    if prv is not None and prv < rdp:
+        return Spent(prv, "prv", rdp, prv)
+    return Spent(rdp, "rdp", rdp, prv)
+
+
+ACCOUNTANT_NAMES = {
+    "prv": "PRV accountant (Gopi et al. 2021)",
+    "rdp": "RDP accountant (Mironov 2017)",
+}
 
 
 def real_term(models: GanModels, out: DiscriminatorOutput, labels: torch.Tensor) -> torch.Tensor:
@@ -111,21 +231,22 @@ def fake_term(models: GanModels, out: DiscriminatorOutput, labels: torch.Tensor)
 
 def check_family(models: GanModels, arch: str) -> None:
     """Raise ValueError for families DP-SGD on D cannot train (see the module docstring)."""
-    if models.gp_weight > 0 or models.r1_gamma > 0:
+    if models.gp_weight > 0:
         raise ValueError(
-            f"differential privacy is not available for {arch!r}: its discriminator loss has a "
-            "gradient penalty (WGAN-GP) or R1 term, which needs second-order gradients that "
-            "Opacus' per-sample gradients do not support; use dcgan or acgan"
+            f"differential privacy is not available for {arch!r}: its WGAN-GP gradient "
+            "penalty is a second-order term on interpolates of real-fake pairs, which a "
+            "Poisson-sampled real batch cannot pair; use dcgan, acgan or stylegan2"
         )
     if any(parametrize.is_parametrized(m) for m in models.discriminator.modules()):
         raise ValueError(
             f"differential privacy is not available for {arch!r}: spectral normalisation "
-            "(parametrised weights) is not supported by Opacus; use dcgan or acgan"
+            "(parametrised weights) is not supported by Opacus; use dcgan, acgan or stylegan2"
         )
 
 
 def private_discriminator(models: GanModels, arch: str) -> nn.Module:
-    """A DP-compatible copy of the family's D: BatchNorm -> GroupNorm, no in-place ops."""
+    """A DP-compatible copy of the family's D: BatchNorm -> GroupNorm, no in-place ops,
+    minibatch standard deviation over groups of one."""
     from opacus.validators import ModuleValidator  # opacus loads in ~1.5 s: only when private
 
     check_family(models, arch)
@@ -135,15 +256,63 @@ def private_discriminator(models: GanModels, arch: str) -> nn.Module:
         # hooked layer would overwrite it (autograd refuses: "view modified inplace").
         if getattr(module, "inplace", False):
             module.inplace = False
+        if isinstance(module, MinibatchStd):
+            # A statistic over several examples would put each one into the others' outputs
+            # (and gradients); over a group of one it is a constant map.
+            module.group_size = 1
     errors = ModuleValidator.validate(fixed, strict=False)
     if errors:
         raise ValueError(f"the {arch!r} discriminator is not DP-compatible: {errors}")
     return fixed
 
 
+def per_sample_gradients(
+    models: GanModels,
+    discriminator: nn.Module,
+    real: torch.Tensor,
+    labels: torch.Tensor,
+    r1_weight: float,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Each example's gradient of its real term plus `r1_weight` * ||grad_x D(x_i)||^2 (R1),
+    w.r.t. D's parameters, by torch.func: {name: (B, *shape)}, the logits (B,) and the R1
+    norms (B,) (zeros when r1_weight is 0). D must not mix examples (no BatchNorm, minibatch
+    statistics over groups of one) and must carry no Opacus hooks (torch.func refuses them)."""
+    from torch.func import functional_call, grad, vmap
+
+    params = {k: p.detach() for k, p in discriminator.named_parameters() if p.requires_grad}
+
+    def example_loss(
+        params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        x, y = x.unsqueeze(0), y.unsqueeze(0)  # vmap hides the batch dimension
+
+        def realness(image: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+            out = functional_call(discriminator, params, (image, y))
+            return out.logits.sum(), (real_term(models, out, y), out.logits.detach())
+
+        if r1_weight > 0:
+            # create_graph is implicit: the outer grad differentiates through this one.
+            x_grad, (loss, logits) = grad(realness, has_aux=True)(x)
+            penalty = x_grad.square().sum()
+            loss = loss + r1_weight * penalty
+        else:
+            _, (loss, logits) = realness(x)
+            penalty = torch.zeros((), device=x.device, dtype=loss.dtype)
+        return loss, (logits.squeeze(0), penalty.detach())
+
+    grads, (logits, penalties) = vmap(grad(example_loss, has_aux=True), in_dims=(None, 0, 0))(
+        params, real, labels
+    )
+    return grads, logits, penalties
+
+
 class PrivateDiscriminator:
     """D wrapped for DP-SGD: `module` computes per-sample gradients, `optimizer` clips, noises
-    and steps, and every step is recorded by the RDP accountant at rate batch_size / n_train."""
+    and steps, and every step is recorded at rate batch_size / n_train for the accountants.
+
+    Per-sample gradients come from Opacus' hooks (`module` is a GradSampleModule), or, for
+    families with R1 (`r1_gamma` > 0), from torch.func (`module` is D itself), since the
+    hooks cannot differentiate R1's input gradient."""
 
     def __init__(
         self,
@@ -155,6 +324,8 @@ class PrivateDiscriminator:
         batch_size: int,
         n_train: int,
         delta: float,
+        r1_gamma: float = 0.0,
+        r1_interval: int = 16,
     ) -> None:
         from opacus import GradSampleModule
         from opacus.accountants import RDPAccountant
@@ -168,7 +339,13 @@ class PrivateDiscriminator:
         self.n_train = n_train
         self.sample_rate = batch_size / n_train
         self.delta = delta
-        self.module = GradSampleModule(discriminator, batch_first=True, loss_reduction="mean")
+        self.r1_gamma, self.r1_interval = r1_gamma, r1_interval
+        self.functorch = r1_gamma > 0
+        self.module: nn.Module = (
+            discriminator
+            if self.functorch
+            else GradSampleModule(discriminator, batch_first=True, loss_reduction="mean")
+        )
         self.optimizer = DPOptimizer(
             optimizer,
             noise_multiplier=noise_multiplier,
@@ -177,13 +354,20 @@ class PrivateDiscriminator:
             expected_batch_size=batch_size,
             loss_reduction="mean",
         )
+        # Records (sigma, q, steps), the history both accountants compose (`privacy_spent`);
+        # an RDPAccountant so that checkpoints keep the state format they always had.
         self.accountant = RDPAccountant()
         self.optimizer.attach_step_hook(self.accountant.get_optimizer_hook_fn(self.sample_rate))
-        self._spent: tuple[tuple[tuple[Any, ...], ...], float] = ((), 0.0)
+        self._spent: tuple[tuple[tuple[Any, ...], ...], Spent] = ((), privacy_spent([], delta))
 
     @classmethod
     def of(
-        cls, config: Any, discriminator: nn.Module, optimizer: torch.optim.Optimizer, n: int
+        cls,
+        config: Any,
+        models: GanModels,
+        discriminator: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        n: int,
     ) -> PrivateDiscriminator | None:
         """The private D a `GanConfig` asks for (None when it asks for none)."""
         if config.dp_noise_multiplier is None:
@@ -196,16 +380,25 @@ class PrivateDiscriminator:
             batch_size=config.batch_size,
             n_train=n,
             delta=float(config.dp_delta or default_delta(n)),
+            r1_gamma=models.r1_gamma,
+            r1_interval=models.r1_interval,
         )
 
     def describe(self) -> dict[str, Any]:
         """What run.json records about the mechanism."""
+        gradients = "torch.func, with per-example R1" if self.functorch else "Opacus hooks"
         return {
-            "mechanism": "DP-SGD on the discriminator (Poisson sampling), RDP accountant",
+            "mechanism": (
+                "DP-SGD on the discriminator (Poisson sampling, per-example gradients by "
+                f"{gradients}); epsilon: the tighter of the {ACCOUNTANT_NAMES['prv']} and the "
+                f"{ACCOUNTANT_NAMES['rdp']}"
+            ),
+            "accountants": ["prv", "rdp"],
             "noise_multiplier": self.optimizer.noise_multiplier,
             "max_grad_norm": self.optimizer.max_grad_norm,
             "sample_rate": self.sample_rate,
             "delta": self.delta,
+            "r1_gamma": self.r1_gamma if self.functorch else None,
         }
 
     def draw(
@@ -239,9 +432,12 @@ class PrivateDiscriminator:
         labels: torch.Tensor,
         fake: torch.Tensor,
         fake_labels: torch.Tensor,
+        *,
+        step: int = 0,
     ) -> dict[str, float]:
         """One private D step; `models.loss` / `aux_weight` pick the objective (the same as
-        `ml.training.gan_losses.discriminator_loss`, split into its real and fake terms)."""
+        `ml.training.gan_losses.discriminator_loss`, split into its real and fake terms);
+        `step` counts D steps, for the lazy R1 of families that have it."""
         opt = self.optimizer
         opt.zero_grad(set_to_none=True)
         with self.hooks_off():
@@ -252,7 +448,21 @@ class PrivateDiscriminator:
         opt.zero_grad(set_to_none=True)
         stats = {"d_fake": out_fake.logits.mean().item(), "loss_d": loss_fake.item()}
         n = real.shape[0]
-        if n:
+        if n and self.functorch:
+            do_r1 = step % self.r1_interval == 0
+            # Lazy R1 as in `discriminator_loss`: gamma / 2, times the interval, every
+            # interval-th step; here inside each example's loss, before clipping.
+            weight = self.r1_gamma / 2 * self.r1_interval if do_r1 else 0.0
+            grads, logits, r1 = per_sample_gradients(models, self.module, real, labels, weight)
+            for name, p in self.module.named_parameters():
+                if name in grads:
+                    p.grad_sample = grads[name]
+            stats["d_real"] = logits.mean().item()
+            with torch.no_grad():
+                stats["loss_d"] += real_term(models, DiscriminatorOutput(logits), labels).item()
+            if do_r1:
+                stats["r1"] = r1.mean().item()
+        elif n:
             out_real = self.module(real, labels)
             loss_real = real_term(models, out_real, labels)
             with warnings.catch_warnings():
@@ -276,6 +486,9 @@ class PrivateDiscriminator:
     @contextmanager
     def hooks_off(self) -> Iterator[None]:
         """For G's step through D: no per-sample gradients are wanted (D is frozen there)."""
+        if self.functorch:  # no hooks to switch off
+            yield
+            return
         self.module.disable_hooks()
         try:
             yield
@@ -286,15 +499,27 @@ class PrivateDiscriminator:
     def steps(self) -> int:
         return sum(n for _, _, n in self.accountant.history)
 
-    def epsilon(self) -> float:
-        """(epsilon, delta)-DP spent so far by all of D's steps; 0 before the first."""
+    def spent(self) -> Spent:
+        """(epsilon, delta)-DP spent so far by all of D's steps, by both accountants."""
         key = tuple(tuple(entry) for entry in self.accountant.history)
         if key != self._spent[0]:
-            # Remembered: the RDP sum over ~150 orders takes a fraction of a second at high
-            # sampling rates, and a tick, its snapshot and the result all ask.
-            eps = float(self.accountant.get_epsilon(self.delta)) if key else 0.0
-            self._spent = (key, eps)
+            # Remembered: PRV's FFT takes up to seconds on long runs, and a tick, its snapshot
+            # and the result all ask.
+            self._spent = (key, privacy_spent([tuple(e) for e in key], self.delta))
         return self._spent[1]
+
+    def epsilon(self) -> float:
+        """The epsilon to report: the tighter accountant's; 0 before the first step."""
+        return self.spent().epsilon
+
+    def record(self) -> dict[str, Any]:
+        """What a tick and a snapshot log about the privacy spent."""
+        spent = self.spent()
+        return {
+            "epsilon": spent.epsilon,
+            "accountant": spent.accountant,
+            "epsilon_rdp": spent.epsilon_rdp,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {"accountant": self.accountant.state_dict(), "delta": self.delta}

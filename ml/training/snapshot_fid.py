@@ -5,6 +5,10 @@ The one FID implementation (`ml.metrics.fid`) and the one set of feature extract
 once per run and cached next to the checkpoint, keyed by extractor and dataset hash. Fakes use
 latents from a fixed seed and labels in the real class proportions, so successive snapshots
 are scored on the same draw.
+
+Snapshot FIDs keep the synthbench resize convention (`FID_CONVENTIONS["antialias"]`): they rank
+snapshots and runs of this project against each other, and are not comparable with published
+FIDs or with evaluation jobs run in another convention.
 """
 
 from __future__ import annotations
@@ -17,16 +21,25 @@ import numpy as np
 import torch
 
 from ml.data.training_images import TrainingImages
-from ml.metrics.features import FeatureExtractor, InceptionFeatures, TorchScriptFeatures, extract
+from ml.metrics.features import (
+    FeatureExtractor,
+    InceptionFeatures,
+    Resize,
+    TorchScriptFeatures,
+    extract,
+)
 from ml.metrics.fid import feature_stats, frechet_distance
 
 BATCH = 64
 REAL_LIMIT = 10_000
 
 
-def make_extractor(spec: str, device: torch.device) -> FeatureExtractor:
+def make_extractor(
+    spec: str, device: torch.device, resize: Resize = "antialias"
+) -> FeatureExtractor:
+    """Inception (in the given resize convention) for "inception", else a TorchScript file."""
     if spec == "inception":
-        return InceptionFeatures(device=device)
+        return InceptionFeatures(device=device, resize=resize)
     return TorchScriptFeatures(Path(spec), device=device)
 
 

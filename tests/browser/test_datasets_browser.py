@@ -10,7 +10,7 @@ from conftest import screenshot
 from playwright.sync_api import Page, expect
 from support import make_user
 
-from app.demo_datasets import write_folder_dataset
+from app.demo.datasets import write_folder_dataset
 from ml.data.collections import available_collections
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]

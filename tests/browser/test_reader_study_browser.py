@@ -16,7 +16,7 @@ from conftest import screenshot
 from playwright.sync_api import Browser, Page, expect
 from support import make_user
 
-from app.demo_content import real_zip, synthetic_zip
+from app.demo.content import real_zip, synthetic_zip
 from ml.data.collections import available_collections
 
 pytestmark = pytest.mark.browser

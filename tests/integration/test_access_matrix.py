@@ -29,12 +29,12 @@ from sqlalchemy import select
 from starlette.routing import Mount
 from support import Env, activate
 
-from app.auth.tokens import csrf_token_for
+from app.auth.tokens import csrf_token_for, token_hash
 from app.config import get_settings
 from app.db import Base, session_scope
 from app.deps import SESSION_COOKIE
 from app.main import create_app
-from app.models import Dataset, ImageSet, Job, Study, Sweep
+from app.models import Dataset, ImageSet, Invite, Job, Study, Sweep
 from app.web.security import CSRF_COOKIE, CSRF_HEADER, SAFE_METHODS
 
 PRINCIPALS = ("anonymous", "reader_a", "reader_b", "r1", "r2", "admin")
@@ -73,6 +73,11 @@ def reading(own: int = 200, refused: int = 403) -> Rule:
     """A page of study A for its readers only: not for the other study's reader, not for its
     owner or an administrator either (they are not readers of it)."""
     return Rule((LOGIN, own, refused, refused, refused, refused))
+
+
+def admins(own: int = 200) -> Rule:
+    """Administrator pages: everyone else is refused, researchers and readers alike."""
+    return Rule((LOGIN, 403, 403, 403, 403, own))
 
 
 RULES: dict[tuple[str, str], Rule] = {
@@ -159,6 +164,17 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/read/{study_id}/answer"): reading(404),
     ("GET", "/read/{study_id}/answer"): public(303),  # only a redirect to the reading page
     ("GET", "/read/{study_id}/done"): reading(303),  # not done yet: back to the reading page
+    # Administration. The empty form names no change (422): the matrix must not disable or
+    # demote R2, whose sessions later tests use. Revoking needs no field: each request gets
+    # a fresh invitation of its own to revoke.
+    ("GET", "/admin/users"): admins(),
+    ("POST", "/admin/users"): admins(422),
+    ("POST", "/admin/users/{user_id}/active"): admins(422),
+    ("POST", "/admin/users/{user_id}/role"): admins(422),
+    ("POST", "/admin/users/{user_id}/password"): admins(422),
+    ("GET", "/admin/invitations"): admins(),
+    ("POST", "/admin/invitations"): admins(422),
+    ("POST", "/admin/invitations/{invite_id}/revoke"): admins(303),
 }
 
 
@@ -232,8 +248,17 @@ def url_for(world: World, path: str, rule: Rule) -> str:
     if "{token}" in path:
         # Accepting an invitation uses it up: every request gets its own.
         values["token"] = world.fresh_invite_token()
+    if "{invite_id}" in path:
+        values["invite_id"] = _invite_id(world.fresh_invite_token())
     filled = re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: str(values[m.group(1)]), path)
     return f"{filled}?{rule.query.format(**values)}" if rule.query else filled
+
+
+def _invite_id(token: str) -> int:
+    with session_scope() as db:
+        invite_id = db.scalar(select(Invite.id).where(Invite.token_hash == token_hash(token)))
+    assert invite_id is not None
+    return invite_id
 
 
 def send(

@@ -114,7 +114,7 @@ def test_demo_serves_before_its_jobs_and_runs_them_on_the_embedded_worker(demo_e
 
 
 def _digits_dataset_id() -> int | None:
-    from app.demo_digits import DIGITS_DATASET
+    from app.demo.digits import DIGITS_DATASET
 
     with session_scope() as db:
         return db.scalar(select(Dataset.id).where(Dataset.name == DIGITS_DATASET))
@@ -153,9 +153,9 @@ def _drain(researcher_id: int, limit: int = 40, *, digits: bool = False) -> list
 
 @pytest.mark.timeout(900)
 def test_demo_pipeline_runs_every_step_once_through_the_queue(demo_env) -> None:  # type: ignore[no-untyped-def]
-    from app.demo import DEMO_DATASET, DEMO_SUBSET, load_demo
-    from app.demo_gan import DEMO_SAMPLES
-    from app.demo_workspace import DEMO_SWEEP
+    from app.demo.gan import DEMO_SAMPLES
+    from app.demo.loader import DEMO_DATASET, DEMO_SUBSET, load_demo
+    from app.demo.workspace import DEMO_SWEEP
 
     info = load_demo()
     # Loading ran no job: the first steps are queued for a worker.
@@ -217,8 +217,8 @@ def test_demo_digits_benchmark_gives_auc_intervals_on_its_dashboard(demo_env) ->
     dashboard shows them with links to the glossary."""
     from fastapi.testclient import TestClient
 
-    from app.demo import load_demo
-    from app.demo_digits import DIGITS_SAMPLES
+    from app.demo.digits import DIGITS_SAMPLES
+    from app.demo.loader import load_demo
     from app.evaluation.dashboard import auc_interval
     from app.main import create_app
 

@@ -180,7 +180,8 @@ def test_translate_job_imports_a_synthetic_set(sqlite_env: Env) -> None:
     assert {i.source for i in images} == {job.result["group"]}
     # Paired quality of each source against its round trip, by the shared metrics module.
     assert set(job.result["translated_cycle"]) == {
-        "cycle_l1", "cycle_psnr", "cycle_ssim", "cycle_ms_ssim"
+        "cycle_l1", "cycle_psnr", "cycle_ssim", "cycle_ms_ssim", "cycle_ms_gmsd", "cycle_mdsi",
+        "cycle_haarpsi",
     }  # fmt: skip
     assert 0.0 <= job.result["translated_cycle"]["cycle_ms_ssim"] <= 1.0
     # A retried job (worker died after the import) finds its set instead of importing again.

@@ -13,7 +13,7 @@ from support import ROOT, make_user
 from web_client import WebClient
 
 from app.db import session_scope
-from app.demo_content import simulated_ratings_csv
+from app.demo.content import simulated_ratings_csv
 from app.main import create_app
 from app.studies.imports import import_ratings
 from app.web.glossary import TERMS

@@ -134,7 +134,7 @@ def test_run_logs_snapshots_and_checkpoints(trained: Path) -> None:
     assert all(np.isfinite(t["loss_g"]) and np.isfinite(t["loss_d_a"]) for t in ticks)
     shots = [json.loads(s) for s in (trained / "snapshots.jsonl").read_text().splitlines()]
     assert [s["grid"] for s in shots] == ["grid-0001.png", "grid-0002.png"]
-    for key in ("cycle_a_l1", "cycle_a_psnr", "cycle_a_ssim", "cycle_b_ssim"):
+    for key in ("cycle_a_l1", "cycle_a_psnr", "cycle_a_ssim", "cycle_b_ssim", "cycle_a_haarpsi"):
         assert np.isfinite(shots[-1][key])
     assert shots[-1]["n_eval_a"] == 4  # the test split
     grid = np.asarray(Image.open(trained / "grids" / "grid-0002.png"))
@@ -197,7 +197,10 @@ def test_translate_writes_pngs_and_an_importable_manifest(
     assert [r["label"] for r in rows] == ["small", "big", "small", "big"]  # rows 8..11 of A
     assert [r["source_key"] for r in rows] == ["a008", "a009", "a010", "a011"]
     assert Image.open(tmp_path / rows[0]["file"]).size == (16, 16)
-    assert set(result.cycle) == {"cycle_l1", "cycle_psnr", "cycle_ssim", "cycle_ms_ssim"}
+    assert set(result.cycle) == {
+        "cycle_l1", "cycle_psnr", "cycle_ssim", "cycle_ms_ssim", "cycle_ms_gmsd", "cycle_mdsi",
+        "cycle_haarpsi",
+    }  # fmt: skip
     back = translate_images(
         trained / "checkpoint.pt", domains[1], tmp_path / "b2a", direction="b2a", split=None
     )

@@ -7,8 +7,8 @@ import csv
 import numpy as np
 from PIL import Image
 
-from app.demo_digits import DIGITS_CLASSES, write_digits_dataset
-from app.demo_workspace import CONVINCING_SIDE, native_display, resolution_note
+from app.demo.digits import DIGITS_CLASSES, write_digits_dataset
+from app.demo.workspace import CONVINCING_SIDE, native_display, resolution_note
 from app.domain.display_geometry import MIN_DISPLAY_SIZE
 
 

@@ -58,11 +58,13 @@ def test_features_neighbours_and_attribution_options() -> None:
     )
     with pytest.raises(SpecError, match="real-trained classifier"):
         options.features({"features": "domain"})
-    assert options.neighbour_options({}) == {"k": 5, "max_share": 0.01, "level": "p5"}
+    assert options.neighbour_options({}) == {"k": 5, "alpha": 0.05, "level": "p5"}
+    # A stale max_share from an old form or clone is ignored: the gate is a test now.
+    assert options.neighbour_options({"max_share": "0.5"})["alpha"] == 0.05
     with pytest.raises(SpecError, match="NNDR needs 2"):
         options.neighbour_options({"k": "1"})
     with pytest.raises(SpecError, match="Release gate"):
-        options.neighbour_options({"max_share": "2"})
+        options.neighbour_options({"alpha": "0.9"})
     chosen = options.attribution_options({"methods": ["grad_cam"], "n_images": "3"})
     assert chosen == {"methods": ["grad_cam"], "n_images": 3, "n_steps": 32}
     assert options.attribution_options({"methods": "occlusion, grad_cam"})["methods"] == [

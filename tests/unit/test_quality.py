@@ -1,4 +1,5 @@
-"""Paired PSNR / SSIM / MS-SSIM: limiting cases, monotonicity in noise, small-image plans."""
+"""Paired PSNR / SSIM / MS-SSIM / MS-GMSD / MDSI / HaarPSI: limiting cases, monotonicity in
+noise, small-image plans. Agreement with piq and MONAI is in test_quality_piq.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from ml.metrics.quality import PSNR_CAP_DB, ms_ssim_plan, paired_quality, per_image_quality
+from ml.metrics.quality import (
+    LOWER_IS_BETTER,
+    METRICS,
+    PSNR_CAP_DB,
+    ms_gmsd_scales,
+    ms_ssim_plan,
+    paired_quality,
+    per_image_quality,
+)
 
 
 def _smooth_images(n: int = 4, c: int = 1, size: int = 32, seed: int = 0) -> torch.Tensor:
@@ -33,16 +42,23 @@ def test_identical_images(size: int) -> None:
     assert q["n"] == 4
     assert q["ssim"] == pytest.approx(1.0, abs=1e-6)
     assert q["ms_ssim"] == pytest.approx(1.0, abs=1e-6)
-    # Infinite PSNR is capped so the result stays valid JSON.
-    assert q["psnr"] == PSNR_CAP_DB and q["psnr_capped"] == 4
+    assert q["haarpsi"] == pytest.approx(1.0, abs=1e-5)
+    assert q["ms_gmsd"] == pytest.approx(0.0, abs=1e-6)
+    assert q["mdsi"] == pytest.approx(
+        0.0, abs=1e-3
+    )  # MDSI's 0.25 power pooling magnifies round-off
+    # Infinite PSNR stops at piq's ceiling so the result stays valid JSON.
+    assert q["psnr"] == pytest.approx(PSNR_CAP_DB, abs=1e-3) and q["psnr_capped"] == 4
     json.dumps(q, allow_nan=False)
 
 
 def test_noise_lowers_scores_monotonically() -> None:
     x = _smooth_images(n=3, c=3, size=32)
     results = [paired_quality(x, _noisy(x, s)) for s in (0.02, 0.05, 0.1, 0.3)]
-    for key in ("psnr", "ssim", "ms_ssim"):
+    for key in METRICS:
         values = [r[key] for r in results]
+        if key in LOWER_IS_BETTER:
+            values = [-v for v in values]
         assert all(a > b for a, b in pairwise(values)), (key, values)
     assert all(r["psnr_capped"] == 0 for r in results)
 
@@ -66,6 +82,8 @@ def test_shape_mismatch_and_bad_input() -> None:
         paired_quality(x, x[:, :, :8])
     with pytest.raises(ValueError, match="N, C, H, W"):
         paired_quality(x[0], x[0])
+    with pytest.raises(ValueError, match="1 \\(grey\\) or 3 \\(RGB\\)"):
+        paired_quality(x.repeat(1, 2, 1, 1), x.repeat(1, 2, 1, 1))
     with pytest.raises(ValueError, match="unknown metrics"):
         paired_quality(x, x, metrics=("lpips",))
     bad = x.clone()
@@ -82,6 +100,7 @@ def test_ms_ssim_plan_for_small_images() -> None:
     assert ms_ssim_plan(16, 16) == (2, 7)
     assert ms_ssim_plan(64, 16) == (2, 7)  # the shorter side decides
     assert ms_ssim_plan(5, 5) is None
+    assert [ms_gmsd_scales(s, s) for s in (256, 17, 16, 9, 5, 3, 2)] == [4, 4, 3, 3, 2, 1, None]
 
 
 def test_tiny_images_report_why_ms_ssim_is_missing() -> None:
@@ -89,13 +108,15 @@ def test_tiny_images_report_why_ms_ssim_is_missing() -> None:
     q = paired_quality(x, _noisy(x, 0.1))
     assert q["ms_ssim"] is None and "too small" in q["ms_ssim_note"]
     assert q["ssim_window"] == 3 and np.isfinite(q["ssim"])
+    assert q["haarpsi"] is None and "16 px" in q["haarpsi_note"]
+    assert q["ms_gmsd_scales"] == 1 and np.isfinite(q["ms_gmsd"]) and np.isfinite(q["mdsi"])
 
 
 def test_batching_does_not_change_the_mean() -> None:
     x = _smooth_images(n=5, size=32)
     y = _noisy(x, 0.1)
     whole, parts = paired_quality(x, y), paired_quality(x, y, batch_size=2)
-    for key in ("psnr", "ssim", "ms_ssim"):
+    for key in METRICS:
         assert whole[key] == pytest.approx(parts[key], rel=1e-6)
 
 
@@ -106,9 +127,10 @@ def test_per_image_scores_average_to_the_paired_means() -> None:
     candidate = (reference + 0.1 * noise).clamp(-1, 1)
     per_image = per_image_quality(reference, candidate)
     means = paired_quality(reference, candidate)
-    assert set(per_image) == {"psnr", "ssim", "ms_ssim"}
+    assert set(per_image) == set(METRICS)
     for key, values in per_image.items():
         assert len(values) == 5
         assert np.mean(values) == pytest.approx(means[key], rel=1e-6)
     tiny = per_image_quality(reference[:, :, :4, :4], candidate[:, :, :4, :4])
-    assert set(tiny) == {"psnr", "ssim"}  # too small for MS-SSIM: left out, not guessed
+    # Too small for MS-SSIM and HaarPSI: left out, not guessed.
+    assert set(tiny) == {"psnr", "ssim", "ms_gmsd", "mdsi"}

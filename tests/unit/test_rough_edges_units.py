@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from app.datasets.choice import main_dataset_id
-from app.demo_gan import DEMO_SAMPLES, demo_samples_name
+from app.demo.gan import DEMO_SAMPLES, demo_samples_name
 from app.domain.reader_study import ImageRef, Selection, StudyDesign, reader_schedule
 from app.studies.export import csv_safe
 from app.studies.results import forest_plot, page_of

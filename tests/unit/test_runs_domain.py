@@ -86,6 +86,16 @@ def test_default_names_read_like_a_run_and_clones_say_copy() -> None:
     assert default_name("image_stats", {"collection": "cxr"}, None) == "Image statistics · cxr"
     classifier = {"train_on": "synthetic", "image_set_id": 9, "config": {"arch": "tiny-densenet"}}
     assert default_name("train_classifier", classifier, "D") == "tiny-densenet on set #9 · D"
+    # The suite's three classifiers all carry the set; their names must still differ.
+    names = {
+        default_name("train_classifier", {**classifier, "train_on": on}, "D")
+        for on in ("real", "synthetic", "mixed")
+    }
+    assert names == {
+        "tiny-densenet on real · D",
+        "tiny-densenet on set #9 · D",
+        "tiny-densenet on real + set #9 · D",
+    }
     assert default_name("sample", {"train_job_id": 5, "name": "S"}, "D") == "Samples of run #5 · S"
     assert len(default_name("train_gan", gan, "x" * 500)) == 200
     assert dataset_of({"dataset_a_id": 7}) == 7 and dataset_of({"dataset_id": True}) is None

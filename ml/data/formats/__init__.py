@@ -96,10 +96,12 @@ def read_csv_rows(
         return None
 
 
-def read_dataset(path: str | Path, fmt: str, **options: Any) -> FormatReport:
+def read_dataset(path: str | Path, fmt: str, *, workers: int = 1, **options: Any) -> FormatReport:
     """List the images of the dataset at `path` in format `fmt` (one of `FORMATS`).
 
-    `options` go to the format's reader (e.g. `policy="u-ones"` for CheXpert).
+    `options` go to the format's reader (e.g. `policy="u-ones"` for CheXpert). `workers`
+    processes read DICOM headers for the formats that need them (RSNA, DICOM + CSV); the
+    listing is the same for any number.
     """
     root = Path(path)
     key = fmt.strip().lower().replace("_", "-")
@@ -116,11 +118,11 @@ def read_dataset(path: str | Path, fmt: str, **options: Any) -> FormatReport:
     if key == "rsna":
         from ml.data.formats.rsna import read_rsna
 
-        return read_rsna(root, **options)
+        return read_rsna(root, workers=workers, **options)
     if key == "dicom-csv":
         from ml.data.formats.dicom_csv import read_dicom_csv
 
-        return read_dicom_csv(root, **options)
+        return read_dicom_csv(root, workers=workers, **options)
     if key == "folder":
         from ml.data.formats.folder import read_folder
 

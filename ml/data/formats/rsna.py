@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from ml.data.formats import FormatReport, Record, read_csv_rows
-from ml.data.formats.dicom_csv import dicom_ids, find_csv, index_dicoms
+from ml.data.formats.dicom_csv import dicom_ids_many, find_csv, index_dicoms
 from ml.data.formats.patients import PATIENT_COLUMN, choose_patient
 
 SUBTYPES = (
@@ -29,10 +29,14 @@ _ROW_ID = re.compile(r"^(ID_[0-9A-Za-z]+)_([a-z]+)$")
 
 
 def read_rsna(
-    root: Path, *, labels_csv: str | Path | None = None, images_dir: str | Path | None = None
+    root: Path,
+    *,
+    labels_csv: str | Path | None = None,
+    images_dir: str | Path | None = None,
+    workers: int = 1,
 ) -> FormatReport:
     """`labels_csv` / `images_dir` are relative to `root`; by default the train CSV in `root`
-    and every `ID_*.dcm` below `root`."""
+    and every `ID_*.dcm` below `root`. `workers` processes read the headers."""
     report = FormatReport(label_names=list(SUBTYPES))
     csv_path = find_csv(Path(root), labels_csv, report.errors)
     if csv_path is None:
@@ -42,6 +46,7 @@ def read_rsna(
         return report
     labels, first_line, csv_patients = _pivot(rows, csv_path.name, report.errors)
     files = index_dicoms(Path(root) / (images_dir or ""), report.errors, prefix="ID_")
+    headers = dicom_ids_many([files[i] for i in labels if i in files], workers)
     for image_id, values in labels.items():
         where = f"{csv_path.name} line {first_line[image_id]}"
         missing = [s for s in SUBTYPES if s not in values]
@@ -57,7 +62,7 @@ def read_rsna(
             # Either choice could put one patient in two splits; the ids stay out of the report.
             report.errors.append(f"{where}: {image_id} has rows naming different {PATIENT_COLUMN}")
             continue
-        ids = dicom_ids(file)
+        ids = headers[file]
         if isinstance(ids, str):
             report.errors.append(f"{where}: {file.name}: {ids}")
             continue

@@ -24,6 +24,14 @@ from torch import nn
 
 from ml.networks.gan.base import DiscriminatorOutput, GanModels
 
+# The schedule is a pure function of the config, torch-free, so the launch form and the preset
+# checks compute the same levels as training.
+from ml.training.gan_config import (
+    PROGAN_KIMG_PER_PHASE,
+    PROGAN_START_RESOLUTION,
+    progressive_schedule,
+)
+
 # Leaky ReLU slope of both papers (ProGAN section A.1, StyleGAN2 appendix).
 LRELU_SLOPE = 0.2
 
@@ -325,23 +333,6 @@ class ProgressiveDiscriminator(_Levels):
         return DiscriminatorOutput(logits)
 
 
-def progressive_schedule(kimg: float, kimg_per_phase: float, n_levels: int) -> tuple[int, float]:
-    """(level, alpha) after `kimg` thousand images (ProGAN section 2 and A.1).
-
-    Level 0 trains for one phase; every later level fades in linearly over one phase (alpha
-    0 -> 1) and then stabilises for one phase (alpha = 1). After the last level it stays there.
-    """
-    if kimg_per_phase <= 0:
-        raise ValueError("kimg_per_phase must be positive")
-    t = max(kimg, 0.0) / kimg_per_phase
-    if t < 1.0 or n_levels == 1:
-        return 0, 1.0
-    level = 1 + int((t - 1.0) // 2)
-    if level >= n_levels:
-        return n_levels - 1, 1.0
-    return level, min(t - 1.0 - 2 * (level - 1), 1.0)
-
-
 def build_progan(
     resolution: int,
     n_classes: int,
@@ -350,8 +341,8 @@ def build_progan(
     z_dim: int = 128,
     base_channels: int = 16384,
     max_channels: int = 512,
-    start_resolution: int = 4,
-    kimg_per_phase: float = 800.0,
+    start_resolution: int = PROGAN_START_RESOLUTION,
+    kimg_per_phase: float = PROGAN_KIMG_PER_PHASE,
 ) -> GanModels:
     """ProGAN as the paper trained it: WGAN-GP (lambda = 10) with the drift term
     epsilon = 0.001 * E[D(x)^2] (section A.1), Adam(lr 0.001, beta1 0, beta2 0.99),

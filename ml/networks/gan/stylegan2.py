@@ -17,6 +17,7 @@ mixing regularisation (so every layer gets the same w).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -166,9 +167,17 @@ class SynthesisLayer(nn.Module):
         self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        noise_mode: NoiseMode,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         x = self.conv(x, w)
-        if noise_mode == "random":
+        if noise is not None:
+            x = x + noise * self.noise_strength
+        elif noise_mode == "random":
             x = x + torch.randn_like(x[:, :1]) * self.noise_strength
         elif noise_mode == "const":
             x = x + self.noise_const * self.noise_strength
@@ -212,15 +221,28 @@ class SynthesisNetwork(nn.Module):
         # One w per modulated layer (convs, then toRGBs).
         self.num_ws = len(self.layers) + len(self.to_rgb)
 
-    def forward(self, ws: torch.Tensor, noise_mode: NoiseMode = "random") -> torch.Tensor:
-        """ws: (B, num_ws, w_dim)."""
+    def noise_shapes(self) -> list[tuple[int, ...]]:
+        """(1, r, r) for each layer's noise input, in layer order."""
+        return [tuple(layer.noise_const.shape[1:]) for layer in self.layers]
+
+    def forward(
+        self,
+        ws: torch.Tensor,
+        noise_mode: NoiseMode = "random",
+        noise: Sequence[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """ws: (B, num_ws, w_dim). `noise`: one (B, 1, r, r) tensor per layer (see
+        `noise_shapes`), used instead of `noise_mode`'s."""
         n_conv = len(self.layers)
+        if noise is not None and len(noise) != n_conv:
+            raise ValueError(f"noise needs {n_conv} tensors, one per layer; got {len(noise)}")
+        given = list(noise) if noise is not None else [None] * n_conv
         x = self.const[None].expand(ws.shape[0], -1, -1, -1)
-        x = self.layers[0](x, ws[:, 0], noise_mode)
+        x = self.layers[0](x, ws[:, 0], noise_mode, given[0])
         img = self.to_rgb[0](x, ws[:, n_conv])
         for i in range(1, len(self.to_rgb)):
-            x = self.layers[2 * i - 1](x, ws[:, 2 * i - 1], noise_mode)
-            x = self.layers[2 * i](x, ws[:, 2 * i], noise_mode)
+            x = self.layers[2 * i - 1](x, ws[:, 2 * i - 1], noise_mode, given[2 * i - 1])
+            x = self.layers[2 * i](x, ws[:, 2 * i], noise_mode, given[2 * i])
             img = F.interpolate(img, scale_factor=2, mode="bilinear", align_corners=False)
             img = img + self.to_rgb[i](x, ws[:, n_conv + i])
         return img
@@ -245,15 +267,23 @@ class StyleGAN2Generator(nn.Module):
         self.mapping = MappingNetwork(z_dim, w_dim, n_classes, layers=mapping_layers)
         self.synthesis = SynthesisNetwork(resolution, channels, w_dim, base_channels, max_channels)
 
+    def noise_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes of one image's noise inputs, one per synthesis layer."""
+        return self.synthesis.noise_shapes()
+
     def forward(
         self,
         z: torch.Tensor,
         labels: torch.Tensor | None = None,
         truncation_psi: float = 1.0,
         noise_mode: NoiseMode = "random",
+        noise: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """`noise`: explicit per-layer noise inputs (see `noise_shapes`) instead of fresh ones;
+        sampling draws them from each image's seed so that a seed gives one image."""
         w = self.mapping(z, labels, truncation_psi)
-        img = self.synthesis(w[:, None].expand(-1, self.synthesis.num_ws, -1), noise_mode)
+        ws = w[:, None].expand(-1, self.synthesis.num_ws, -1)
+        img = self.synthesis(ws, noise_mode, noise)
         # Linear output while training; sampled images obey the [-1, 1] convention.
         return img if self.training else img.clamp(-1.0, 1.0)
 

@@ -21,14 +21,14 @@ from app.config import get_settings
 from app.datasets.options import parse_import_options, parse_subset_options
 from app.datasets.service import find_by_name, start_import, start_subset
 from app.db import session_scope
-from app.demo_content import PCA_SIZE, PCA_SOURCE, real_zip, simulated_ratings_csv, synthetic_zip
-from app.demo_datasets import write_folder_dataset
-from app.demo_digits import demo_digits
-from app.demo_evaluation import demo_evaluation
-from app.demo_gan import demo_gan
-from app.demo_marker import read_marker, write_marker
-from app.demo_state import active_or_done
-from app.demo_workspace import demo_workspace
+from app.demo.content import PCA_SIZE, PCA_SOURCE, real_zip, simulated_ratings_csv, synthetic_zip
+from app.demo.datasets import write_folder_dataset
+from app.demo.digits import demo_digits
+from app.demo.evaluation import demo_evaluation
+from app.demo.gan import demo_gan
+from app.demo.marker import read_marker, write_marker
+from app.demo.state import active_or_done
+from app.demo.workspace import demo_workspace
 from app.domain.reader_study import StudyDesign
 from app.imagesets.service import create_image_set
 from app.jobs.service import JobSpec, commit_and_enqueue, create_job

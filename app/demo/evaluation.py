@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import session_scope
-from app.demo_gan import DEMO_SAMPLES, _fid_features
-from app.demo_state import active_or_done, demo_jobs
+from app.demo.gan import DEMO_SAMPLES, _fid_features
+from app.demo.state import active_or_done, demo_jobs
 from app.evaluation import service
 from app.jobs.service import commit_and_enqueue
 from app.models import Dataset, ImageSet, Job, JobStatus

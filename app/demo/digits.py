@@ -26,8 +26,8 @@ from app.config import get_settings
 from app.datasets.options import parse_import_options
 from app.datasets.service import find_by_name, start_import
 from app.db import session_scope
-from app.demo_gan import _fid_features
-from app.demo_state import active_or_done, demo_jobs
+from app.demo.gan import _fid_features
+from app.demo.state import active_or_done, demo_jobs
 from app.evaluation import service as evaluation
 from app.gans.options import gan_config
 from app.gans.service import parse_sample_options, start_sampling, start_training

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.config import get_settings
 from app.db import session_scope
-from app.demo_state import active_or_done
+from app.demo.state import active_or_done
 from app.gans.options import gan_config
 from app.gans.service import parse_sample_options, start_sampling, start_training
 from app.jobs.service import commit_and_enqueue

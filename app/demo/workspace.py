@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app.auth.service import Principal
 from app.db import session_scope
-from app.demo_state import demo_jobs
+from app.demo.state import demo_jobs
 from app.domain.display_geometry import MAX_DISPLAY_SIZE, MIN_DISPLAY_SIZE
 from app.models import Job, JobStatus, Study, Sweep, User, WebSession
 from app.studies.design import DisplayOptions
