@@ -29,7 +29,8 @@ def test_run_the_benchmark_and_read_it(page: Page, sqlite_env, server_factory) -
     expect(page.get_by_role("heading", name=re.compile("Benchmark: GAN job"))).to_be_visible()
     expect(page.locator("#sets")).to_contain_text("release gate: not checked")
 
-    page.get_by_label("Release gate: at most").fill("0.5")
+    page.get_by_label("Release gate").fill("0.05")
+    page.locator("#sets").get_by_label("Name (optional").fill("Browser run")
     page.get_by_role("button", name="Run the benchmark").click()
     expect(page.locator(".flash")).to_contain_text("queued")
     # htmx refreshes the results while jobs run; all five finish on the embedded worker.
