@@ -28,7 +28,7 @@ from PIL import Image
 from ml.data.dicom import decode_dicom_values, window_stack
 from ml.data.errors import ImageDecodeError, NotAnImageError
 from ml.data.images import load_grey_image, load_image, sniff_format
-from ml.data.pools import process_pool
+from ml.data.pools import pool_allowed, process_pool
 from ml.data.resize import ResizeRule, square_image
 from ml.data.store import StoreDtype, encode_rows
 
@@ -148,7 +148,7 @@ def decoded_in_order(
     chunk = max(1, chunk)
     n_chunks = -(-len(files) // chunk)
     workers = min(max(1, workers), n_chunks)
-    if workers <= 1:
+    if workers <= 1 or not pool_allowed():
         for path, rel in files:
             yield decode_file(settings, path, rel)
         return

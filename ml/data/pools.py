@@ -18,11 +18,20 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-__all__ = ["process_pool", "usable_cores"]
+__all__ = ["pool_allowed", "process_pool", "usable_cores"]
+
+
+def pool_allowed() -> bool:
+    """False in a daemonic process, which may not start children: a Celery prefork pool
+    process is one, so an import there decodes in its own process instead."""
+    return not multiprocessing.current_process().daemon
 
 
 def usable_cores() -> int:
-    """The CPUs this process may run on (a container's or taskset's limit, not the host's)."""
+    """The CPUs this process may run on (a container's or taskset's limit, not the host's);
+    1 where no pool may be started (`pool_allowed`)."""
+    if not pool_allowed():
+        return 1
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

@@ -121,9 +121,10 @@ def dicom_ids_many(paths: list[Path], workers: int = 1) -> dict[Path, tuple[str,
     """`dicom_ids` of every path; in a pool of `workers` processes (`ml.data.pools`) when there
     are enough files to pay for it: at RSNA's 750k slices the headers were the listing."""
     unique = list(dict.fromkeys(paths))
-    if workers <= 1 or len(unique) < _POOL_FROM:
+    from ml.data.pools import pool_allowed, process_pool
+
+    if workers <= 1 or len(unique) < _POOL_FROM or not pool_allowed():
         return {path: dicom_ids(path) for path in unique}
-    from ml.data.pools import process_pool
 
     with process_pool(min(workers, len(unique) // _POOL_CHUNK + 1)) as pool:
         return dict(zip(unique, pool.map(dicom_ids, unique, chunksize=_POOL_CHUNK), strict=True))
