@@ -109,9 +109,9 @@ def train_on(values: Mapping[str, Any]) -> tuple[str, int | None]:
     return source, record_id(values, "image_set_id", "Choose the synthetic image set.")
 
 
-def test_sets(values: Mapping[str, Any]) -> list[int]:
-    """Synthetic sets to score the classifier on besides the real test split ("3,7")."""
-    raw = values.get("test_set_ids") or ""
+def _id_list(values: Mapping[str, Any], field: str, what: str) -> list[int]:
+    """A form's or CLI's list of record ids ("3,7" or a list), sorted and without repeats."""
+    raw = values.get(field) or ""
     items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
     ids = []
     for item in (str(i).strip() for i in items):
@@ -119,23 +119,19 @@ def test_sets(values: Mapping[str, Any]) -> list[int]:
             continue
         # isdecimal, not isdigit: int() refuses digits such as "²" (a 500 before).
         if not item.isdecimal() or not 1 <= int(item) <= MAX_ID:
-            raise SpecError("test_set_ids", f"Test sets: image set ids, not {item!r}.")
+            raise SpecError(field, f"{what}, not {item!r}.")
         ids.append(int(item))
     return sorted(set(ids))
+
+
+def test_sets(values: Mapping[str, Any]) -> list[int]:
+    """Synthetic sets to score the classifier on besides the real test split ("3,7")."""
+    return _id_list(values, "test_set_ids", "Test sets: image set ids")
 
 
 def external_datasets(values: Mapping[str, Any]) -> list[int]:
     """Datasets of another site to validate the classifier on, whole ("4,9")."""
-    raw = values.get("external_dataset_id") or ""
-    items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
-    ids = []
-    for item in (str(i).strip() for i in items):
-        if not item:
-            continue
-        if not item.isdecimal() or not 1 <= int(item) <= MAX_ID:
-            raise SpecError("external_dataset_id", f"External datasets: ids, not {item!r}.")
-        ids.append(int(item))
-    return sorted(set(ids))
+    return _id_list(values, "external_dataset_id", "External datasets: ids")
 
 
 def external_label_order(
