@@ -7,17 +7,16 @@ from collections import Counter
 
 import pytest
 
-from app.studies.from_samples import (
+from app.domain.real_matching import (
     Candidate,
-    FromSamplesError,
     match_key,
     match_real_images,
-    parse_study_options,
     rank_candidates,
     shortfall_notes,
     split_order,
     study_design,
 )
+from app.studies.from_samples import FromSamplesError, parse_study_options
 
 ORDER = ("test", "val", "train")
 
