@@ -11,18 +11,13 @@ from sqlalchemy.orm import Session
 from app.auth.service import Principal, load_session
 from app.auth.tokens import unsign
 from app.db import get_sessionmaker
+from app.domain.forbidden import Forbidden as Forbidden
 
 SESSION_COOKIE = "sb_session"
 
 
 class LoginRequired(Exception):
     """Raised for anonymous visitors of protected pages; handled as a redirect to /login."""
-
-
-class Forbidden(Exception):
-    def __init__(self, message: str = "You do not have access to this page.") -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def get_db() -> Iterator[Session]:

@@ -14,8 +14,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.auth.admin_routes import router as admin_router
-from app.auth.routes import router as auth_router
+from app.accounts.admin_routes import router as admin_router
+from app.accounts.routes import router as auth_router
 from app.config import get_settings
 from app.datasets.routes import router as datasets_router
 from app.db import get_sessionmaker

@@ -13,11 +13,18 @@ defaults (channels-last memory format, no weight gradients for D in the generato
 samples its batches from a prepared dataset memmap, x-flips them, and updates an EMA
 generator, i.e. does more work per step than the reference. It is measured in float32 (same
 arithmetic as the reference) and with bfloat16 autocast (`GanConfig.amp`), which pays off on
-CPUs with AVX512-BF16 / AMX and on GPUs. Timings alternate between the two, each
+CPUs with AVX512-BF16 / AMX and on GPUs. Timings alternate between the variants, each
 `--repeats` times; medians are reported.
+
+`--clock wall` (default) times wall-clock seconds with `--threads` intra-op threads. On a CPU
+shared with other busy processes a multi-threaded step mostly measures the scheduler (each
+parallel region waits for its slowest thread), so `--clock cpu` times the CPU seconds of the
+one thread that runs the step (`time.thread_time`, with `--threads 1` forced): the work each
+loop does, unaffected by time spent descheduled.
 
     git clone https://github.com/pytorch/examples /tmp/pytorch-examples   # outside the repo
     .venv/bin/python bench/gan_throughput.py --reference /tmp/pytorch-examples/dcgan/main.py
+    .venv/bin/python bench/gan_throughput.py --reference ... --clock cpu --repeats 15 --steps 1
 """
 
 from __future__ import annotations
@@ -125,11 +132,14 @@ def ours(data: TrainingImages, batch: int, **overrides: object):  # type: ignore
     return step
 
 
-def timed(step, n: int) -> float:  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
+def timed(step, n: int, clock=time.perf_counter) -> float:  # type: ignore[no-untyped-def]
+    start = clock()
     for _ in range(n):
         step()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def main() -> None:
@@ -144,7 +154,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall: elapsed seconds; cpu: the stepping thread's CPU seconds (forces --threads 1)",
+    )
     args = parser.parse_args()
+    if args.clock == "cpu":
+        args.threads = 1  # other intra-op threads' CPU time would not be counted
+    clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix="bench-gan-") as tmp:
@@ -160,16 +179,18 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.repeats):
             for name, step in variants.items():
-                times[name].append(timed(step, args.steps))
+                times[name].append(timed(step, args.steps, clock))
     print(
         f"CPU threads {args.threads}, batch {args.batch}, {RESOLUTION}x{RESOLUTION}, "
-        f"{args.steps} steps x {args.repeats} repeats, torch {torch.__version__}"
+        f"{args.steps} steps x {args.repeats} repeats, {args.clock} clock, "
+        f"torch {torch.__version__}"
     )
     rates = {}
     for name, runs in times.items():
         rates[name] = args.batch * args.steps / statistics.median(runs)
         shown = ", ".join(f"{t:.2f}" for t in runs)
-        print(f"{name:<38} {rates[name]:8.1f} images/s  (runs {shown} s)")
+        unit = "images/s" if args.clock == "wall" else "images/CPU-s"
+        print(f"{name:<38} {rates[name]:8.1f} {unit}  (runs {shown} s)")
     base_name, base = next(iter(rates.items()))
     for name, rate in list(rates.items())[1:]:
         print(f"ratio {name} / {base_name} = {rate / base:.2f}x")

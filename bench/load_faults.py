@@ -89,6 +89,8 @@ class RestartRecord:
 class LoadLog:
     accepted: list[Accepted] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)  # of POSTs answered 200
+    # Per accepted answer: its image's GET (when fetched) plus its POST(s), no think time.
+    steps: list[float] = field(default_factory=list)
     doubles: int = 0
     racing_doubles: int = 0
     resends: int = 0
@@ -99,8 +101,8 @@ class LoadLog:
     def rate(self) -> float:
         return len(self.accepted) / self.seconds if self.seconds else 0.0
 
-    def percentile_ms(self, q: float) -> float:
-        lat = sorted(self.latencies)
+    def percentile_ms(self, q: float, of: str = "latencies") -> float:
+        lat = sorted(getattr(self, of))
         if not lat:
             return float("nan")
         if q == 0.5:
@@ -198,14 +200,18 @@ class Reader:
                 self._error("no image to answer on the page")
                 return
             check = self.rng.random() < self.plan.image_check_share
+            started = time.perf_counter()
             sha = await self._image_sha256(shown) if check else None
+            step = time.perf_counter() - started
             answer = self.rng.choice(ANSWERS)
             if self.plan.think_s:
                 # Its own generator: the answers and doubles stay those of a run without pauses.
                 await asyncio.sleep(self.plan.think_s * random.uniform(0.5, 1.5))
+            started = time.perf_counter()
             response = await self._submit(shown, answer)
             if response is None:
                 return
+            self.log.steps.append(step + time.perf_counter() - started)
             self.log.accepted.append(Accepted(self.index, shown.entry, shown.position, answer, sha))
             following = shown_in(response.text)
             if _skipped(shown, following):

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, make_url, select, text
 
 READER_PREFIX = "load-reader-"
 
@@ -89,6 +89,23 @@ def build_study(readers: int, images: int) -> LoadStudy:
             token, _ = start_session(db, user, hours=12)
             cookies.append(sign(secret, "session", token))
         return LoadStudy(study.id, tuple(cookies))
+
+
+def start_readers(study: LoadStudy) -> None:
+    """Each reader's first visit (their sequence written) done here, outside any timing, so a
+    long sequence does not put its one-off inserts into the first measured requests."""
+    from app.db import session_scope
+    from app.models import StudyReader
+    from app.reading.service import ensure_schedule, reader_for
+
+    with session_scope() as db:
+        users = db.scalars(
+            select(StudyReader.user_id).where(StudyReader.study_id == study.study_id)
+        ).all()
+    for user_id in users:
+        with session_scope() as db:
+            row, reader = reader_for(db, study_id=study.study_id, user_id=user_id, study_scope=None)
+            ensure_schedule(db, row, reader)
 
 
 @contextmanager

@@ -312,13 +312,19 @@ def heat_colours(values: np.ndarray, *, signed: bool = False) -> np.ndarray:
     return _lookup(v, _HEAT_ANCHORS)
 
 
-def _grey(image: np.ndarray) -> np.ndarray:
+def _base(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) in [0, 255]: the image the map is drawn over, in its own colours."""
     img = np.asarray(image, dtype=np.float64)
-    if img.ndim == 3:
-        # The mean equals the first channel for grey stored as C copies and keeps every
-        # channel's structure visible for true colour inputs.
-        img = img.mean(axis=0)
-    if img.ndim != 2:
+    if img.ndim == 3 and img.shape[0] == 3:
+        # A colour image is shown in colour (as the dataset page shows it, channels as R, G,
+        # B): a lesion's colour is often what the map should be read against.
+        img = img.transpose(1, 2, 0)
+    elif img.ndim == 3:
+        # The mean equals the first channel for grey stored as C copies.
+        img = np.repeat(img.mean(axis=0)[..., None], 3, axis=-1)
+    elif img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    else:
         raise ValueError(f"image: expected (H, W) or (C, H, W), got {img.shape}")
     return (np.clip(img, -1.0, 1.0) + 1.0) * 127.5
 
@@ -332,7 +338,8 @@ def overlay_png(
     size: int | None = None,
     signed: bool = False,
 ) -> bytes:
-    """PNG (RGB, no metadata) of `heat` (H, W) over `image` ((H, W) or (C, H, W) in [-1, 1]).
+    """PNG (RGB, no metadata) of `heat` (H, W) over `image` ((H, W) or (C, H, W) in [-1, 1];
+    a 3-channel image is drawn in its colours, any other channel count as the channels' mean).
 
     By default the map's magnitude |heat| is shown on the red/yellow heat map, for every method
     (IG's sign is dropped: regions that count against the class light up too, matching
@@ -344,10 +351,10 @@ def overlay_png(
     `size` enlarges the longer side to `size` pixels with nearest-neighbour sampling, which
     keeps pixels honest (no invented detail) for small 32-64 px images.
     """
-    grey = _grey(image)
+    base = _base(image)
     h = np.asarray(heat, dtype=np.float64)
-    if h.shape != grey.shape:
-        raise ValueError(f"heat {h.shape} does not match image {grey.shape}")
+    if h.shape != base.shape[:2]:
+        raise ValueError(f"heat {h.shape} does not match image {base.shape[:2]}")
     if not np.isfinite(h).all():
         raise ValueError("heat contains NaN or infinity")
     if not 0.0 <= alpha <= 1.0:
@@ -360,7 +367,7 @@ def overlay_png(
     norm = np.clip(h / scale, -1.0, 1.0)
     colour = heat_colours(norm if signed else np.abs(norm), signed=signed).astype(np.float64)
     weight = (alpha * np.abs(norm))[..., None]
-    rgb = grey[..., None] * (1.0 - weight) + colour * weight
+    rgb = base * (1.0 - weight) + colour * weight
     out = Image.fromarray(np.round(rgb).clip(0, 255).astype(np.uint8), mode="RGB")
     if size is not None:
         if size < 1:

@@ -28,12 +28,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ml import run_folder
+from ml.generators.index import is_index
 from ml.networks.gan import build_gan
 from ml.progress import ProgressFn, StopFn, Stopped, never_stop, no_progress
 from ml.training import checkpoint as ckpt
 from ml.training.grid import to_uint8
 
-MANIFEST = "manifest.csv"
+MANIFEST = run_folder.MANIFEST
 
 
 @dataclass(frozen=True)
@@ -53,15 +55,18 @@ class SampleResult:
 
 
 def load_generator(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """The averaged generator of a checkpoint (the raw one when the run kept no average)."""
+    """The averaged generator of a checkpoint (the raw one when the run kept no average), or
+    the generator a JSON index stands for (one GAN per class, an imported TorchScript one)."""
+    if is_index(path):
+        from ml.generators.load import load_indexed
+
+        return load_indexed(path, device)
     state = ckpt.load(path, device)
     config = state["config"]
-    models = build_gan(
-        config["arch"],
-        config["resolution"],
-        len(state["class_names"]),
-        **config.get("arch_options", {}),
-    )
+    options = dict(config.get("arch_options", {}))
+    if state.get("channels", 1) != 1:  # a colour (or CT stack) run, trained as `GanTraining`
+        options["channels"] = state["channels"]
+    models = build_gan(config["arch"], config["resolution"], len(state["class_names"]), **options)
     generator = models.generator.to(device)
     weights = state["generator_ema"] or state["generator"]
     generator.load_state_dict(weights)
@@ -73,6 +78,9 @@ def load_generator(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, di
 
 def takes_truncation(generator: torch.nn.Module) -> bool:
     """Whether the generator has a mapping network whose w truncation psi pulls to its mean."""
+    declared = getattr(generator, "takes_truncation", None)
+    if isinstance(declared, bool):  # a wrapper of other generators says for them
+        return declared
     return "truncation_psi" in inspect.signature(generator.forward).parameters
 
 
@@ -103,7 +111,7 @@ def seeded_inputs(
 
 def snapshot_fid(run_dir: Path, kimg: float) -> float | None:
     """The FID `snapshots.jsonl` in a run folder logged at `kimg`, or None (no FID, no log)."""
-    log = run_dir / "snapshots.jsonl"
+    log = run_dir / run_folder.SNAPSHOTS
     if not log.is_file():
         return None
     for line in log.read_text(encoding="utf-8").splitlines():
@@ -148,8 +156,8 @@ def sample_images(
     if unknown:
         raise ValueError(f"unknown class(es) {unknown}; the run has {names}")
     kimg = state["counters"]["nimg"] / 1000.0
-    source = f"{state['config']['arch']}@{kimg:g}kimg"
-    sha = _sha256(checkpoint)
+    source = state.get("source") or f"{state['config']['arch']}@{kimg:g}kimg"
+    sha = state.get("sha256") or _sha256(checkpoint)  # an index names its files' hashes
     z_dim = state["z_dim"]
     truncates = takes_truncation(generator)
     shapes = noise_shapes(generator)
@@ -238,12 +246,16 @@ def _write_dicom(path: Path, pixels: np.ndarray, source: str, checkpoint_sha: st
     ds.PatientName = "SYNTHETIC^IMAGE"
     ds.PatientID = "SYNTHETIC"
     ds.BurnedInAnnotation = "NO"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = pixels.shape[:2]
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    # Stored value v displays as v / 255, as the PNG does. Without a window, readers (ours
-    # included) stretch each image's own min..max to full contrast, so the DICOM would not
-    # show the image that was sampled.
-    ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = 127.5, 255, "LINEAR_EXACT"
+    if pixels.ndim == 3:  # a colour run: RGB, pixel-interleaved as the PNG's bytes are
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 3, "RGB"
+        ds.PlanarConfiguration = 0
+    else:
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        # Stored value v displays as v / 255, as the PNG does. Without a window, readers
+        # (ours included) stretch each image's own min..max to full contrast, so the DICOM
+        # would not show the image that was sampled.
+        ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = 127.5, 255, "LINEAR_EXACT"
     ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
     ds.save_as(path, enforce_file_format=True)

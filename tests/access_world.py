@@ -29,8 +29,8 @@ from app.evaluation.service import start_neighbours
 from app.gans.options import gan_config
 from app.gans.service import start_training
 from app.imagesets.service import create_image_set
+from app.jobs.image_stats import image_stats_spec
 from app.jobs.service import submit
-from app.jobs.specs import image_stats_spec
 from app.models import Dataset, Image, Job, Role, ScheduleEntry, Study, StudyReader, User
 from app.reading.service import ensure_schedule
 from app.studies.design import ReadingOptions

@@ -3,6 +3,8 @@ trained on them for a few steps and a synthetic set sampled from it, all run in-
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dataset_fixtures import write_folder
 from support import Env
 
@@ -15,20 +17,24 @@ from app.models import Dataset, Job, JobStatus
 from workers.runner import execute
 
 
-def import_cxr(env: Env, owner_id: int, name: str = "CXR") -> int:
-    source = write_folder(env.home / "imports" / name.lower()).root
+def import_folder(owner_id: int, name: str, source: Path, resolution: int) -> int:
+    """A folder of class subfolders imported in-process as `name`; returns the dataset id."""
     with session_scope() as db:
         dataset, job = start_import(
             db,
             owner_id=owner_id,
             name=name,
             source=source,
-            options=parse_import_options("folder", resolutions="32"),
+            options=parse_import_options("folder", resolutions=str(resolution)),
         )
         db.commit()
         dataset_id, job_id = dataset.id, job.id
     execute(job_id)
     return dataset_id
+
+
+def import_cxr(env: Env, owner_id: int, name: str = "CXR") -> int:
+    return import_folder(owner_id, name, write_folder(env.home / "imports" / name.lower()).root, 32)
 
 
 def train_tiny_gan(owner_id: int, dataset_id: int, resolution: int = 32) -> int:

@@ -52,7 +52,7 @@ def point_celery_at(broker_url: str) -> None:
     transport options of its kind (Redis's visibility_timeout breaks the SQLAlchemy one).
     """
     from app.config import get_settings
-    from workers.celery_app import celery_app, transport_options
+    from app.queue import celery_app, transport_options
 
     celery_app.conf.broker_url = broker_url
     celery_app.conf.broker_transport_options = transport_options(

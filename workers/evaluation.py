@@ -19,6 +19,7 @@ import torch
 from ml.data.store import open_dataset
 from ml.data.training_images import TrainingImages
 from ml.progress import ProgressFn, StopFn
+from ml.run_folder import FEATURES
 
 GALLERY_SIZE = 48
 FEATURE_BATCH = 64
@@ -147,9 +148,7 @@ def _extractor(params: dict[str, Any], device: torch.device):
     from ml.training.snapshot_fid import make_extractor
 
     if params["features"] == "domain":
-        return make_extractor(
-            str(_classifier_dir(params["classifier_job_id"]) / "features.pt"), device
-        )
+        return make_extractor(str(_classifier_dir(params["classifier_job_id"]) / FEATURES), device)
     if params["features"] == "path":
         return make_extractor(params["features_path"], device)
     # Jobs queued before the option existed ran in the synthbench convention.
@@ -354,7 +353,7 @@ def nearest_neighbours(
     progress(1, 4, "pixel space")
     if params.get("classifier_job_id"):
         extractor = TorchScriptFeatures(
-            _classifier_dir(params["classifier_job_id"]) / "features.pt", device=device
+            _classifier_dir(params["classifier_job_id"]) / FEATURES, device=device
         )
         spaces["domain"] = tuple(
             extract(extractor, x, batch_size=FEATURE_BATCH, device=device).astype(np.float32)

@@ -1,4 +1,6 @@
-"""One handler per job type: build the ml call from the job's params, return its result."""
+"""Handlers of the dataset, image statistics and GAN job types: build the ml call from the job's
+params, return its result. Each job type names its handler in its declaration
+(`app.jobs.registry.JobKind.handler`); `handler_for` finds it."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from app.jobs.registry import kind_of, resolve
 from ml.data.collections import available_collections
+from ml.data.decode_pool import decoding_processes
 from ml.data.image_stats import collection_statistics
 from ml.data.images import load_image
 from ml.data.pools import usable_cores
@@ -20,8 +24,6 @@ from ml.data.prepare import prepare_dataset
 from ml.data.store import DatasetInfo
 from ml.data.versions import derive_subset
 from ml.progress import ProgressFn, StopFn
-from workers.evaluation import attribution, evaluate_fidelity, nearest_neighbours, train_classifier
-from workers.translate import translate
 
 Handler = Callable[[dict[str, Any], Path, ProgressFn, StopFn], dict[str, Any]]
 
@@ -62,6 +64,8 @@ def _info(info: DatasetInfo) -> dict[str, Any]:
         "label_names": list(info.label_names),
         "resolutions": list(info.resolutions),
         "splits": info.splits,
+        # Only when not 1, as in the manifest: a colour import (or a CT window stack).
+        **({"channels": info.channels} if info.channels != 1 else {}),
     }
 
 
@@ -70,22 +74,26 @@ def import_dataset(params: dict[str, Any], out: Path, progress: ProgressFn, stop
 
     # A previous attempt of this job that died mid-way (the worker killed, the job requeued)
     # left rows and a journal: resume keeps what it finished and decodes the rest. Files are
-    # decoded by one process per usable core (the result does not depend on how many).
-    result = prepare_dataset(
-        Path(params["source"]),
-        params["format"],
-        Path(params["dest"]),
-        resume=True,
-        workers=int(params.get("workers") or usable_cores()),
-        resolutions=tuple(params["resolutions"]),
-        salt=patient_salt(),
-        seed=int(params.get("seed", 0)),
-        window=params.get("window"),
-        rule=params.get("rule", "pad"),
-        format_options=params.get("format_options") or {},
-        progress=progress,
-        should_stop=stop,
-    )
+    # decoded by one process per usable core (the result does not depend on how many), in
+    # this Celery pool process too (ml/data/pools.py says why that is safe).
+    with decoding_processes() as decoders:
+        result = prepare_dataset(
+            Path(params["source"]),
+            params["format"],
+            Path(params["dest"]),
+            resume=True,
+            workers=int(params.get("workers") or usable_cores()),
+            resolutions=tuple(params["resolutions"]),
+            salt=patient_salt(),
+            seed=int(params.get("seed", 0)),
+            window=params.get("window"),
+            # Jobs queued before the option existed imported grey.
+            colour=params.get("colour", "grey"),
+            rule=params.get("rule", "pad"),
+            format_options=params.get("format_options") or {},
+            progress=progress,
+            should_stop=stop,
+        )
     (out / "import_report.txt").write_text("\n".join(result.errors) + "\n", encoding="utf-8")
     _page_view(params["dest"], result.info)
     errors = result.errors[:REPORT_LINES_KEPT]
@@ -97,6 +105,10 @@ def import_dataset(params: dict[str, Any], out: Path, progress: ProgressFn, stop
         "n_read": result.n_read,
         "n_failed": result.n_failed,
         "n_own_patients": result.n_own_patients,
+        # How many processes decoded this attempt's files (0 when it resumed a finished
+        # import): one per usable core, and this one while they started, unless the import
+        # was smaller than that.
+        "decode_processes": len(decoders),
         "notes": list(result.notes),
         "summary": result.summary,
         "errors": errors,
@@ -168,15 +180,8 @@ def sample(params: dict[str, Any], out: Path, progress: ProgressFn, stop: StopFn
     return {**asdict(result), "zip": str(archive)}
 
 
-HANDLERS: dict[str, Handler] = {
-    "image_stats": image_stats,
-    "import_dataset": import_dataset,
-    "subset_dataset": subset_dataset,
-    "train_gan": train_gan,
-    "sample": sample,
-    "translate": translate,
-    "train_classifier": train_classifier,
-    "evaluate_fidelity": evaluate_fidelity,
-    "nearest_neighbours": nearest_neighbours,
-    "attribution": attribution,
-}
+def handler_for(job_type: str) -> Handler | None:
+    """The handler a job type declares (`JobKind.handler` in its feature's `job_types`
+    module), imported on first use; None for a type no longer declared."""
+    kind = kind_of(job_type)
+    return resolve(kind.handler) if kind is not None else None

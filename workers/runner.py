@@ -12,15 +12,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from app.config import get_settings
 from app.db import session_scope
-from app.gans.service import OutputImportError
 from app.jobs.heartbeats import heartbeat_fresh
-from app.jobs.outcomes import after_success, before_success, on_job_finished
+from app.jobs.outcomes import JobOutputError, after_success, before_success, on_job_finished
 from app.jobs.service import artefact_dir_for
 from app.models import Job, JobStatus
 from app.models.types import utcnow
 from ml.progress import ProgressFn, Stopped
 from workers.energy import add_attempt, measure
-from workers.handlers import HANDLERS
+from workers.handlers import handler_for
 from workers.leases import Lease, read, renew
 from workers.reporting import JobCancelled, JobReporter, LeaseLost
 
@@ -121,7 +120,7 @@ def execute(job_id: int, worker: str = "in-process", *, listener: ProgressFn | N
     job_type, params, artefacts, attempt = started
     lease = Lease(job_id, worker, attempt)
     artefacts.mkdir(parents=True, exist_ok=True)
-    handler = HANDLERS.get(job_type)
+    handler = handler_for(job_type)
     if handler is None:
         _finish(lease, JobStatus.failed, error=f"No handler for job type {job_type!r}.")
         return
@@ -160,7 +159,7 @@ def execute(job_id: int, worker: str = "in-process", *, listener: ProgressFn | N
             return
         try:
             result = {**result, **before_success(job_id, job_type, result)}
-        except OutputImportError as exc:
+        except JobOutputError as exc:
             _finish(lease, JobStatus.failed, usage, error=str(exc))
             return
         except Exception as exc:
@@ -168,4 +167,4 @@ def execute(job_id: int, worker: str = "in-process", *, listener: ProgressFn | N
             _finish(lease, JobStatus.failed, usage, error=f"Storing the outputs failed: {exc}")
             return
         if _finish(lease, JobStatus.succeeded, usage, result=result, progress=1.0, message="done"):
-            after_success(job_id)
+            after_success(job_id, job_type)

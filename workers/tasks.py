@@ -13,9 +13,10 @@ from celery.worker.request import Request
 from app.config import get_settings
 from app.db import get_engine
 from app.jobs.heartbeats import recovery_period
+from app.jobs.registry import job_types
 from app.jobs.service import task_name
-from app.jobs.specs import JOB_TYPES
-from workers.celery_app import celery_app
+from app.queue import celery_app
+from workers.handlers import handler_for
 from workers.recovery import fail_killed_at_time_limit, release_lost_attempt, requeue_orphans
 from workers.runner import execute, time_limit_error
 
@@ -74,8 +75,13 @@ def _register(job_type: str) -> None:
         execute(job_id, worker=self.request.hostname or "worker")
 
 
-for _name in JOB_TYPES:
+for _name in job_types():
     _register(_name)
+    # Import every handler (torch with most) here, in the worker's main process, so that pool
+    # processes fork with it loaded. A pool process that imported torch on its first job would
+    # hold the interpreter lock for seconds; under load its heartbeat thread then fell silent
+    # for longer than the heartbeat timeout and the job was taken over as orphaned.
+    handler_for(_name)
 
 
 def _recover(queues: list[str]) -> None:

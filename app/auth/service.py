@@ -36,6 +36,13 @@ class Principal:
     user: User
     session: WebSession
 
+    @classmethod
+    def acting_for(cls, user: User) -> Principal:
+        """The user's own rights without a web session. The demo loader and a sweep's later
+        stages act for their owner this way, so they pass the same access rule as the user
+        would in the browser rather than a parameter that bypasses it."""
+        return cls(user=user, session=WebSession(user_id=user.id, study_id=None))
+
     @property
     def role(self) -> Role:
         return self.user.role
@@ -65,6 +72,14 @@ class Principal:
     def visible_owner(self) -> int | None:
         """The owner id a listing is limited to; None: everyone's (admins)."""
         return None if self.is_admin else self.user.id
+
+
+def acting_for(db: Session, user_id: int) -> Principal:
+    """`Principal.acting_for` the user with this id (who must exist)."""
+    user = db.get(User, user_id)
+    if user is None:
+        raise AuthError(f"There is no user {user_id}.")
+    return Principal.acting_for(user)
 
 
 def may_see(principal: Principal | None, owned: Owned) -> bool:

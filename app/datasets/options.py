@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.domain.form_values import whole_number
 from app.jobs.specs import SpecError
+from ml.data.colour import COLOUR_MODES
 from ml.data.ct_windows import CT_WINDOW_PRESETS
 from ml.data.formats import FORMATS
 from ml.data.resize import RULES
@@ -34,6 +36,7 @@ class ImportOptions:
     seed: int = 0
     rule: str = "pad"
     format_options: dict[str, Any] = field(default_factory=dict)
+    colour: str = "auto"
 
     def as_params(self) -> dict[str, Any]:
         return {
@@ -44,6 +47,7 @@ class ImportOptions:
             "seed": self.seed,
             "rule": self.rule,
             "format_options": dict(self.format_options),
+            "colour": self.colour,
         }
 
 
@@ -100,6 +104,7 @@ def parse_import_options(
     window: str | None = None,
     seed: int | str = 0,
     rule: str | None = "pad",
+    colour: str | None = "auto",
 ) -> ImportOptions:
     key = (fmt or "").strip().lower().replace("_", "-")
     if key not in FORMATS:
@@ -117,6 +122,14 @@ def parse_import_options(
     square = (rule or "pad").strip().lower()
     if square not in RULES:
         raise SpecError("rule", f"Unknown rule {square!r}; choose one of {', '.join(RULES)}.")
+    tint = (colour or "auto").strip().lower()
+    if tint not in COLOUR_MODES:
+        choices = ", ".join(COLOUR_MODES)
+        raise SpecError("colour", f"Unknown colour {tint!r}; choose one of {choices}.")
+    if tint == "rgb" and preset == WINDOW_STACK:
+        raise SpecError("colour", "A window stack has its own three channels; it cannot be RGB.")
+    if preset == WINDOW_STACK:
+        tint = "grey"  # the stack's channels are CT windows, never a colour sample
     format_options = {"policy": policy} if key == "chexpert" else {}
     return ImportOptions(
         format=key,
@@ -126,6 +139,7 @@ def parse_import_options(
         seed=_int("seed", seed, 0, 2**31 - 1),
         rule=square,
         format_options=format_options,
+        colour=tint,
     )
 
 
@@ -151,10 +165,4 @@ def parse_subset_options(
 
 
 def _int(field_name: str, raw: int | str | None, lo: int, hi: int) -> int:
-    try:
-        value = int(str(raw).strip()) if raw not in (None, "") else None
-    except ValueError:
-        value = None
-    if value is None or not lo <= value <= hi:
-        raise SpecError(field_name, f"Give a whole number between {lo} and {hi:,}.")
-    return value
+    return whole_number(field_name, raw, lo, hi, f"Give a whole number between {lo} and {hi:,}.")

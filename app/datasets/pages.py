@@ -79,6 +79,7 @@ def compute_view(store: PreparedDataset) -> dict[str, Any]:
         "class_bars": [[c.name, c.counts.total] for c in summary.classes[:CLASS_BARS]],
         "n_classes": len(summary.classes),
         "cooccurrence": summary.cooccurrence,
+        "channels": store.channels,  # 3: colour (or a CT window stack), thumbnails in RGB
     }
 
 
@@ -98,7 +99,14 @@ def _context(view: dict[str, Any]) -> dict[str, Any]:
     summary = PageSummary(data["n_images"], data["splits"], labels, data["imbalance_ratio"])
     bars = [(name, n) for name, n in view["class_bars"]]
     charts = _charts(summary, view["label_names"], bars, view["n_classes"], view["cooccurrence"])
-    return {"summary": summary, "examples": view["examples"], "charts": charts}
+    # A view cached before channels were recorded shows no channel count (taken as 1).
+    channels = view.get("channels", 1)
+    return {
+        "summary": summary,
+        "examples": view["examples"],
+        "charts": charts,
+        "channels": channels,
+    }
 
 
 def _charts(

@@ -18,7 +18,7 @@ from app.datasets.options import (
 )
 from app.deps import DbDep, Researcher
 from app.jobs.specs import SpecError
-from app.models import Dataset, DatasetStatus, Job
+from app.models import Dataset, DatasetStatus
 from app.web.templating import redirect, render
 from ml.data.ct_windows import CT_WINDOW_PRESETS
 from ml.data.formats import FORMATS
@@ -61,6 +61,7 @@ def import_dataset(
     window: Annotated[str, Form()] = "",
     seed: Annotated[str, Form()] = "0",
     rule: Annotated[str, Form()] = "pad",
+    colour: Annotated[str, Form()] = "auto",
     description: Annotated[str, Form()] = "",
 ) -> Response:
     values = {
@@ -72,6 +73,7 @@ def import_dataset(
         "window": window,
         "seed": seed,
         "rule": rule,
+        "colour": colour,
         "description": description,
     }
     try:
@@ -82,6 +84,7 @@ def import_dataset(
             window=window,
             seed=seed,
             rule=rule,
+            colour=colour,
         )
         dataset, job = service.start_import(
             db,
@@ -102,14 +105,14 @@ def import_dataset(
 @router.get("/{dataset_id}")
 def dataset_page(request: Request, dataset_id: int, db: DbDep, principal: Researcher) -> Response:
     dataset = _dataset(db, dataset_id, principal)
-    job = db.get(Job, dataset.job_id) if dataset.job_id else None
+    job = service.import_job_of(db, dataset)
     status = service.effective_status(dataset, job)
     context: dict[str, Any] = {"dataset": dataset, "job": job, "status": status}
     if request.headers.get("HX-Request") and status == "importing":
         return render(request, "datasets/detail.html", context, block="import_status")
     if status == "ready":
         context.update(pages.dataset_view(dataset))
-        context["parent"] = db.get(Dataset, dataset.parent_id) if dataset.parent_id else None
+        context["parent"] = service.parent_of(db, dataset)
         context["versions"] = service.versions_of(db, dataset, principal)
         context["subset_values"] = {"kind": "samples_per_class", "seed": "0"}
         context["subset_errors"] = {}
@@ -177,7 +180,7 @@ def create_subset(
     except SpecError as exc:
         db.rollback()
         parent = _dataset(db, dataset_id, principal)
-        job = db.get(Job, parent.job_id) if parent.job_id else None
+        job = service.import_job_of(db, parent)
         context = {
             "dataset": parent,
             "job": job,
@@ -185,7 +188,7 @@ def create_subset(
             "subset_values": values,
             "subset_errors": {exc.field: exc.message},
             "versions": service.versions_of(db, parent, principal),
-            "parent": db.get(Dataset, parent.parent_id) if parent.parent_id else None,
+            "parent": service.parent_of(db, parent),
         }
         if context["status"] == "ready":
             context.update(pages.dataset_view(parent))

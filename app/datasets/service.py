@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 
 from app.auth.service import Principal
 from app.config import get_settings
+from app.datasets.job_types import import_dataset_spec, subset_dataset_spec
 from app.datasets.options import ImportOptions, SubsetOptions
 from app.domain.not_found import NotFound
 from app.jobs.service import commit_and_enqueue, create_job
-from app.jobs.specs import SpecError, import_dataset_spec, subset_dataset_spec
+from app.jobs.specs import SpecError
 from app.models import Dataset, DatasetStatus, Job, JobStatus
 from app.models.types import utcnow
 
@@ -84,6 +85,25 @@ def get_dataset(db: Session, dataset_id: int, principal: Principal | None) -> Da
     if hidden and dataset.owner_id not in (None, principal.user.id):
         raise DatasetNotFound(dataset_id)
     return dataset
+
+
+def ready_datasets(db: Session, principal: Principal) -> list[Dataset]:
+    """Datasets the principal may launch jobs on, newest first."""
+    query = select(Dataset).where(Dataset.status == DatasetStatus.ready, visible(principal))
+    return [d for d in db.scalars(query.order_by(Dataset.id.desc())) if d.is_ready]
+
+
+def require_ready(dataset: Dataset, field: str = "dataset") -> None:
+    if not dataset.is_ready:
+        raise SpecError(field, f"{dataset.name} is not ready yet; wait for its import.")
+
+
+def import_job_of(db: Session, dataset: Dataset) -> Job | None:
+    return db.get(Job, dataset.job_id) if dataset.job_id else None
+
+
+def parent_of(db: Session, dataset: Dataset) -> Dataset | None:
+    return db.get(Dataset, dataset.parent_id) if dataset.parent_id else None
 
 
 def versions_of(db: Session, dataset: Dataset, principal: Principal) -> list[Dataset]:

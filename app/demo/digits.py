@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import select
 
+from app.auth.service import acting_for
 from app.config import get_settings
 from app.datasets.options import parse_import_options
 from app.datasets.service import find_by_name, start_import
@@ -171,7 +172,7 @@ def _evaluation(researcher_id: int, dataset_id: int) -> None:
         if not classifiers:
             for source in ("real", "synthetic", "mixed"):
                 job = evaluation.start_classifier(
-                    db, None, dataset, {**values, "train_on": source}, owner_id=researcher_id
+                    db, acting_for(db, researcher_id), dataset, {**values, "train_on": source}
                 )
                 commit_and_enqueue(db, job)
             return
@@ -184,16 +185,15 @@ def _evaluation(researcher_id: int, dataset_id: int) -> None:
         if _fid_features() is not None:
             later.append(
                 evaluation.start_fidelity(
-                    db, None, dataset, {**values, "features": "inception"}, owner_id=researcher_id
+                    db, acting_for(db, researcher_id), dataset, {**values, "features": "inception"}
                 )
             )
         later.append(
             evaluation.start_neighbours(
                 db,
-                None,
+                acting_for(db, researcher_id),
                 dataset,
                 {**values, "classifier_job_id": str(real.id)},
-                owner_id=researcher_id,
             )
         )
         for job in later:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.auth.service import acting_for
 from app.db import session_scope
 from app.demo.gan import DEMO_SAMPLES, _fid_features
 from app.demo.state import active_or_done, demo_jobs
@@ -40,7 +41,7 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
             return
         dataset = db.get(Dataset, gan_job.params["dataset_id"])
         assert dataset is not None
-        principal = None  # the loader acts for the demo researcher through owner_id
+        principal = acting_for(db, researcher_id)
         resolution = str(gan_job.params["config"]["resolution"])
         values = {
             "image_set_id": str(samples.id),
@@ -58,20 +59,14 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
         )
         if not classifiers:
             started = [
-                service.start_classifier(
-                    db, principal, dataset, {**values, "train_on": source}, owner_id=researcher_id
-                )
+                service.start_classifier(db, principal, dataset, {**values, "train_on": source})
                 for source in ("real", "synthetic", "mixed")
             ]
             # The 2-per-class subset gives the dashboard a second point on the samples axis.
             subset = db.scalar(select(Dataset).where(Dataset.parent_id == dataset.id))
             if subset is not None and subset.content_hash:
                 real_only = {"preset": "tiny-cpu", "resolution": resolution, "train_on": "real"}
-                started.append(
-                    service.start_classifier(
-                        db, principal, subset, real_only, owner_id=researcher_id
-                    )
-                )
+                started.append(service.start_classifier(db, principal, subset, real_only))
             _launch(db, started)
             return
         if any(job.status is not JobStatus.succeeded for job in classifiers):
@@ -94,7 +89,6 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
                     principal,
                     dataset,
                     {**values, "features": "inception"},
-                    owner_id=researcher_id,
                 )
             )
         if real is not None:
@@ -104,7 +98,6 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
                     principal,
                     dataset,
                     {**values, "features": "domain", "classifier_job_id": str(real.id)},
-                    owner_id=researcher_id,
                 )
             )
         later.append(
@@ -113,7 +106,6 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
                 principal,
                 dataset,
                 {**values, "classifier_job_id": str(real.id) if real else ""},
-                owner_id=researcher_id,
             )
         )
         if real is not None and "synthetic" in by_source:
@@ -127,7 +119,6 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
                         "methods": "integrated_gradients,grad_cam",
                         "n_images": "4",
                     },
-                    owner_id=researcher_id,
                 )
             )
         _launch(db, later)

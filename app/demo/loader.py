@@ -31,8 +31,8 @@ from app.demo.state import active_or_done
 from app.demo.workspace import demo_workspace
 from app.domain.reader_study import StudyDesign
 from app.imagesets.service import create_image_set
+from app.jobs.image_stats import image_stats_spec
 from app.jobs.service import JobSpec, commit_and_enqueue, create_job
-from app.jobs.specs import image_stats_spec
 from app.migrate import upgrade
 from app.models import Dataset, DatasetStatus, ImageSet, Job, Role, Study, User
 from app.studies.design import DisplayOptions, ReadingOptions

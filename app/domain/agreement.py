@@ -16,7 +16,7 @@ from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
 from app.domain.checked_first import checked_first
-from app.domain.ratings import CATEGORIES, Answer, Rating
+from app.domain.ratings import CATEGORIES, Rating
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,6 @@ class PairedTest:
     method: str
 
 
-def _answers_by_reader(ratings: Iterable[Rating]) -> dict[str, dict[str, Answer]]:
-    return checked_first(ratings).answers_by_reader
-
-
 def fleiss_kappa(ratings: Iterable[Rating]) -> float | None:
     """Fleiss' kappa over real/fake/uncertain, on the images every reader rated.
 
@@ -38,47 +34,48 @@ def fleiss_kappa(ratings: Iterable[Rating]) -> float | None:
     observed agreement is then perfect, so we return 1.0. None with fewer than two readers or no
     image rated by all.
     """
-    answers = _answers_by_reader(ratings)
-    if len(answers) < 2:
+    first = checked_first(ratings)
+    if len(first.answers_by_reader) < 2:
         return None
-    shared = sorted(set.intersection(*(set(a) for a in answers.values())))
-    if not shared:
+    codes = first.answer_codes
+    shared = codes[:, (codes >= 0).all(axis=0)]  # images in sorted order, as aggregate_raters'
+    if not shared.size:
         return None
-    categories = CATEGORIES
-    codes = np.array([[categories.index(a[image]) for a in answers.values()] for image in shared])
-    table, _ = aggregate_raters(codes, n_cat=len(categories))
+    table, _ = aggregate_raters(shared.T, n_cat=len(CATEGORIES))
     if np.count_nonzero(table.sum(axis=0)) == 1:
         return 1.0
     return float(sm_fleiss_kappa(table, method="fleiss"))
 
 
-def _confusions(answers: dict[str, dict[str, Answer]]) -> np.ndarray:
-    """confusion[a, b, k, l]: images reader a answered category k and reader b category l.
-
-    One matrix product for every pair at once: answers one-hot over (image, category), an
-    image a reader did not rate all zero, so it drops out of that reader's pairs.
-    """
-    images = {image: k for k, image in enumerate(sorted(set().union(*answers.values())))}
-    codes = {category: k for k, category in enumerate(CATEGORIES)}
-    n_r, n_c = len(answers), len(CATEGORIES)
-    onehot = np.zeros((n_r, n_c, len(images)))
-    for j, by_image in enumerate(answers.values()):
-        cols = np.fromiter((images[i] for i in by_image), dtype=np.intp, count=len(by_image))
-        rows = np.fromiter((codes[a] for a in by_image.values()), np.intp, len(by_image))
-        onehot[j, rows, cols] = 1.0
-    flat = onehot.reshape(n_r * n_c, -1)
-    # Counts of 0/1 products are exact in float64 (far below 2**53).
-    return (flat @ flat.T).reshape(n_r, n_c, n_r, n_c).transpose(0, 2, 1, 3)
+def _confusions(codes: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """confusion[p, k, l]: images reader pairs[p, 0] answered category k and pairs[p, 1]
+    category l. One bincount for every pair at once (an image either reader did not rate
+    drops out of the pair): exact integer counts, and no BLAS call, whose threads cost a web
+    worker more than this whole computation on a busy machine."""
+    n_c = len(CATEGORIES)
+    a, b = codes[pairs[:, 0]], codes[pairs[:, 1]]
+    both = (a >= 0) & (b >= 0)
+    cell = (np.arange(len(pairs))[:, None] * n_c + a) * n_c + b
+    counts = np.bincount(cell[both], minlength=len(pairs) * n_c * n_c)
+    return counts.reshape(len(pairs), n_c, n_c).astype(float)
 
 
-def _cohen_kappa(confusion: np.ndarray) -> float:
-    # sklearn.metrics.cohen_kappa_score's unweighted formula, step for step, on one pair's
-    # confusion matrix (rows: first reader).
-    sum0 = confusion.sum(axis=0)
-    sum1 = confusion.sum(axis=1)
-    expected = np.outer(sum0, sum1) / np.sum(sum0)
-    disagree = 1.0 - np.eye(len(confusion))
-    return float(1 - np.sum(disagree * confusion) / np.sum(disagree * expected))
+def _cohen_kappas(confusion: np.ndarray) -> np.ndarray:
+    """sklearn.metrics.cohen_kappa_score's unweighted formula, step for step, on each pair's
+    confusion matrix (rows: first reader); the same operations in the same order as on one
+    matrix, so each kappa is the same float as one pair's computation."""
+    sum0 = confusion.sum(axis=1)
+    sum1 = confusion.sum(axis=2)
+    total = sum0.sum(axis=1)
+    disagree = 1.0 - np.eye(confusion.shape[1])
+    n_pairs = len(confusion)
+    observed = (disagree * confusion).reshape(n_pairs, -1).sum(axis=1)
+    # A pair with no shared image, or one category only, divides by zero: its caller
+    # reports None or 1.0 for it instead.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = sum0[:, :, None] * sum1[:, None, :] / total[:, None, None]
+        chance = (disagree * expected).reshape(n_pairs, -1).sum(axis=1)
+        return 1 - observed / chance
 
 
 def cohen_kappa_pairs(ratings: Iterable[Rating]) -> dict[tuple[str, str], float | None]:
@@ -87,21 +84,17 @@ def cohen_kappa_pairs(ratings: Iterable[Rating]) -> dict[tuple[str, str], float 
     Same convention as :func:`fleiss_kappa`: both readers giving one identical category to
     everything is perfect agreement (1.0). None when a pair shares no image.
     """
-    answers = _answers_by_reader(ratings)
-    if len(answers) < 2:
+    first = checked_first(ratings)
+    names = list(first.answers_by_reader)
+    if len(names) < 2:
         return {}
-    confusion = _confusions(answers)
-    names = list(answers)
+    pairs = np.array(list(combinations(range(len(names)), 2)), dtype=np.intp)
+    confusion = _confusions(first.answer_codes, pairs)
+    used = np.count_nonzero(confusion.sum(axis=1) + confusion.sum(axis=2), axis=1)
+    values = _cohen_kappas(confusion)
     kappas: dict[tuple[str, str], float | None] = {}
-    for a, b in combinations(range(len(names)), 2):
-        pair = confusion[a, b]
-        used = np.count_nonzero(pair.sum(axis=0) + pair.sum(axis=1))
-        if used == 0:
-            kappas[(names[a], names[b])] = None
-        elif used == 1:
-            kappas[(names[a], names[b])] = 1.0
-        else:
-            kappas[(names[a], names[b])] = _cohen_kappa(pair)
+    for (a, b), n_used, value in zip(pairs.tolist(), used.tolist(), values.tolist(), strict=True):
+        kappas[(names[a], names[b])] = None if n_used == 0 else 1.0 if n_used == 1 else value
     return kappas
 
 

@@ -29,6 +29,7 @@ DEFAULT_SIZE = 512
 # Fixed so identical pixels always give identical bytes (and ETags) on a given zlib.
 COMPRESS_LEVEL = 6
 _GREYSCALE_COLOUR_TYPE = 0
+_RGB_COLOUR_TYPE = 2
 
 
 class HasPixels(Protocol):
@@ -52,6 +53,28 @@ def canonical_png16(img: ImageInput, *, size: int = DEFAULT_SIZE) -> bytes:
     source's full precision must survive; same geometry and no-metadata rule."""
     square = _fit_square(_as_unit_float(img), size)
     return encode_grey_png(_quantise(square, np.uint16))
+
+
+def canonical_png_rgb(pixels: NDArray[np.floating], *, size: int = DEFAULT_SIZE) -> bytes:
+    """8-bit RGB variant for colour images ((3, h, w) float in [0, 1]): each channel through
+    `canonical_png`'s geometry, the same no-metadata rule."""
+    arr = np.asarray(pixels)
+    if arr.ndim != 3 or arr.shape[0] != 3:
+        raise ValueError(f"expected (3, h, w) colour pixels, got shape {arr.shape}")
+    square = np.stack([_fit_square(_as_unit_float(channel), size) for channel in arr], axis=-1)
+    return encode_rgb_png(_quantise(square, np.uint8))
+
+
+def encode_rgb_png(pixels: NDArray[np.uint8]) -> bytes:
+    """Minimal PNG (IHDR, one IDAT, IEND) of an (h, w, 3) uint8 array."""
+    arr = np.asarray(pixels)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8 or 0 in arr.shape:
+        raise ValueError(f"expected a non-empty (h, w, 3) uint8 array, got {arr.dtype} {arr.shape}")
+    height, width = arr.shape[:2]
+    filtered = _paeth_filter(np.ascontiguousarray(arr).reshape(height, width * 3), bpp=3)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, _RGB_COLOUR_TYPE, 0, 0, 0)
+    idat = zlib.compress(filtered.tobytes(), COMPRESS_LEVEL)
+    return PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
 def encode_grey_png(pixels: NDArray[np.uint8] | NDArray[np.uint16]) -> bytes:
@@ -80,9 +103,22 @@ def encode_grey_png_stored(pixels: NDArray[np.uint8]) -> bytes:
     arr = np.asarray(pixels)
     if arr.ndim != 2 or arr.dtype != np.uint8 or 0 in arr.shape:
         raise ValueError(f"expected a non-empty 2-D uint8 array, got {arr.dtype} {arr.shape}")
-    height, width = arr.shape
-    raw = np.hstack([np.zeros((height, 1), dtype=np.uint8), arr]).tobytes()  # filter 0: None
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, _GREYSCALE_COLOUR_TYPE, 0, 0, 0)
+    return _png_stored(arr, _GREYSCALE_COLOUR_TYPE)
+
+
+def encode_rgb_png_stored(pixels: NDArray[np.uint8]) -> bytes:
+    """`encode_grey_png_stored` for an (h, w, 3) uint8 image, as a colour study serves it:
+    8-bit RGB, the length fixed by width and height (``stored_png_length(w, h, 3)``)."""
+    arr = np.asarray(pixels)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8 or 0 in arr.shape:
+        raise ValueError(f"expected a non-empty (h, w, 3) uint8 array, got {arr.dtype} {arr.shape}")
+    return _png_stored(arr.reshape(arr.shape[0], -1), _RGB_COLOUR_TYPE, width=arr.shape[1])
+
+
+def _png_stored(rows: NDArray[np.uint8], colour_type: int, width: int | None = None) -> bytes:
+    height = rows.shape[0]
+    raw = np.hstack([np.zeros((height, 1), dtype=np.uint8), rows]).tobytes()  # filter 0: None
+    ihdr = struct.pack(">IIBBBBB", width or rows.shape[1], height, 8, colour_type, 0, 0, 0)
     return (
         PNG_SIGNATURE
         + _chunk(b"IHDR", ihdr)
@@ -91,9 +127,10 @@ def encode_grey_png_stored(pixels: NDArray[np.uint8]) -> bytes:
     )
 
 
-def stored_png_length(width: int, height: int) -> int:
-    """Byte length of ``encode_grey_png_stored`` for this size, whatever the pixels."""
-    raw = height * (width + 1)
+def stored_png_length(width: int, height: int, channels: int = 1) -> int:
+    """Byte length of ``encode_grey_png_stored`` (``channels`` 1) or ``encode_rgb_png_stored``
+    (3) for this size, whatever the pixels."""
+    raw = height * (width * channels + 1)
     blocks = max(1, -(-raw // _STORED_BLOCK))
     idat = 2 + raw + 5 * blocks + 4
     return len(PNG_SIGNATURE) + (12 + 13) + (12 + idat) + 12

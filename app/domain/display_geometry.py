@@ -1,6 +1,8 @@
 """One display geometry for every image of a study, real or synthetic.
 
-A study shows every image as a ``size`` x ``size`` 8-bit grey square. The aspect rule is the
+A study shows every image as a ``size`` x ``size`` 8-bit square, grey or, in a colour study,
+RGB (``colour``: every image of the study, a grey one with three equal channels, so the PNG
+format is the same for all). The aspect rule is the
 same for every source: ``crop`` (the default) keeps the centred square of side min(w, h), so no
 image ever carries a border the geometry added; ``pad`` centres the whole image on black,
 which lets a non-square source show black bands (the leakage gate reports that as the
@@ -9,8 +11,9 @@ brought to the study's lowest native side (``native``), so every image reaches t
 through the same up-sampling and the sharpness of resampling is not a tell.
 
 Repeats must not be recognisable by their bytes: every presentation is dithered with its own
-seed, +-1 grey level on ``DITHER_SHARE`` of the pixels (a level at 0 or 255 moves inward).
-The largest change of any pixel is 1 grey level; the mean squared error is DITHER_SHARE, so
+seed, +-1 grey level on ``DITHER_SHARE`` of the pixels (a level at 0 or 255 moves inward); in
+colour the three channels of a chosen pixel move together, so a grey image stays grey.
+The largest change of any pixel is 1 level; the mean squared error is DITHER_SHARE, so
 the PSNR of a presentation against the undithered image is 10 log10(255^2 / DITHER_SHARE),
 68.1 dB: far below anything a display or an eye resolves.
 """
@@ -44,6 +47,8 @@ class DisplayGeometry:
     aspect: AspectRule = "crop"
     # Side every square is brought to before the final resampling; None keeps native sizes.
     native: int | None = None
+    # Every image served as RGB: set when any image set of the study holds colour.
+    colour: bool = False
 
     def __post_init__(self) -> None:
         if not MIN_DISPLAY_SIZE <= self.size <= MAX_DISPLAY_SIZE:
@@ -56,7 +61,11 @@ class DisplayGeometry:
             raise ValueError(f"native side must be >= 1, got {self.native}")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        # A grey study stores (and its audit records) exactly what it stored before colour.
+        if not self.colour:
+            del data["colour"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> DisplayGeometry:
@@ -65,6 +74,7 @@ class DisplayGeometry:
             size=int(data.get("size", DEFAULT_DISPLAY_SIZE)),
             aspect=data.get("aspect", "crop"),
             native=int(data["native"]) if data.get("native") else None,
+            colour=bool(data.get("colour", False)),
         )
 
 
@@ -81,14 +91,29 @@ def lowest_native(sizes: Iterable[tuple[int, int]], aspect: AspectRule) -> int |
 
 
 def render(pixels: NDArray[np.floating], geometry: DisplayGeometry) -> NDArray[np.uint8]:
-    """A grey float [0, 1] image as the study shows it: squared by the aspect rule, brought
-    to the native side when the study matches resolution, resampled to the display size."""
+    """A float [0, 1] image as the study shows it: squared by the aspect rule, brought to the
+    native side when the study matches resolution, resampled to the display size.
+
+    Grey study: a 2-D image in, ``(size, size)`` out. Colour study: a ``(3, h, w)`` or a 2-D
+    image in (grey repeated in all three channels), ``(size, size, 3)`` out, each channel
+    through the same geometry."""
     arr = np.asarray(pixels, dtype=np.float32)
-    if arr.ndim != 2 or 0 in arr.shape:
-        raise ValueError(f"expected a non-empty 2-D grey image, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
+    channels = arr[None] if arr.ndim == 2 else arr
+    if geometry.colour and channels.ndim == 3 and channels.shape[0] == 1:
+        channels = np.repeat(channels, 3, axis=0)
+    expected = 3 if geometry.colour else 1
+    shape_ok = channels.ndim == 3 and channels.shape[0] == expected and 0 not in channels.shape
+    if not shape_ok or (not geometry.colour and arr.ndim != 2):
+        kind = "(3, h, w) colour or 2-D grey" if geometry.colour else "2-D grey"
+        raise ValueError(f"expected a non-empty {kind} image, got shape {arr.shape}")
+    if not np.isfinite(channels).all():
         raise ValueError("image contains NaN or infinite values")
-    arr = np.clip(arr, 0.0, 1.0)
+    out = np.stack([_render_plane(plane, geometry) for plane in channels], axis=-1)
+    return out if geometry.colour else out[..., 0]
+
+
+def _render_plane(plane: NDArray[np.float32], geometry: DisplayGeometry) -> NDArray[np.uint8]:
+    arr = np.clip(plane, 0.0, 1.0)
     square = _centre_crop(arr) if geometry.aspect == "crop" else _centre_pad(arr)
     if geometry.native is not None and geometry.native < square.shape[0]:
         square = _resize(square, geometry.native)
@@ -129,18 +154,21 @@ def presentation_seed(token: str) -> int:
 
 
 def dither(pixels: NDArray[np.uint8], seed: int, share: float = DITHER_SHARE) -> NDArray[np.uint8]:
-    """+-1 grey level on ``share`` of the pixels, chosen and signed by ``seed``."""
-    flat = np.array(pixels, dtype=np.int16).reshape(-1)
+    """+-1 level on ``share`` of the pixels, chosen and signed by ``seed``; an (h, w, 3) image's
+    chosen pixels move in all three channels by the same step."""
+    arr = np.asarray(pixels)
+    # One row per pixel: a grey image draws exactly the numbers it drew before colour existed.
+    flat = np.array(arr, dtype=np.int16).reshape(arr.shape[0] * arr.shape[1], -1)
     rng = np.random.default_rng(seed)
-    count = max(1, round(share * flat.size))
-    where = rng.choice(flat.size, size=count, replace=False)
+    count = max(1, round(share * flat.shape[0]))
+    where = rng.choice(flat.shape[0], size=count, replace=False)
     step = rng.choice(np.array([-1, 1], dtype=np.int16), size=count)
-    moved = flat[where] + step
+    moved = flat[where] + step[:, None]
     # At the ends of the range the step turns inward, so every chosen pixel changes by 1.
     moved[moved < 0] = 1
     moved[moved > 255] = 254
     flat[where] = moved
-    return flat.reshape(pixels.shape).astype(np.uint8)
+    return flat.reshape(arr.shape).astype(np.uint8)
 
 
 def flat_border_lines(pixels: NDArray[np.uint8], tolerance: int = FLAT_LINE_RANGE) -> int:

@@ -60,50 +60,64 @@ def mrmc_design(ratings: Sequence[Rating]) -> tuple[MrmcDesign | None, str | Non
     first = checked_first(ratings)
     if not first:
         return None, "No ratings yet."
-    if any(fake_score(r) is None for r in first):
+    fake_scores = [fake_score(r) for r in first]
+    if None in fake_scores:
         return None, "Needs a confidence with every real/fake answer (confidence ratings)."
     readers = sorted({r.reader for r in first})
-    # (treatment, case) -> truth; (treatment, reader, case) -> score, as parallel lists
+    r_index = {reader: j for j, reader in enumerate(readers)}
+    # case -> truth, treatment -> its cases, and (treatment, reader, case) -> score as parallel
+    # lists of indices (10,000 ratings would take a noticeable time as nested loops over
+    # treatments, readers and cases, or as keys looked up afterwards).
     truth: dict[str, bool] = {}
     membership: dict[str, set[str]] = defaultdict(set)
-    keys: list[tuple[str, str, str]] = []
+    t_at: list[int] = []
+    r_at: list[int] = []
+    c_at: list[int] = []
     values: list[float] = []
-    modality_cases = [_modality_case(r) for r in first]
-    if all(c is not None for c in modality_cases) and len({r.source for r in first}) > 1:
+    # all() stops at the first rating that is not "case@modality": at once for reader studies.
+    modality = all(_modality_case(r) is not None for r in first)
+    if modality and len({r.source for r in first}) > 1:
         design = "modalities"
-        for r, case in zip(first, modality_cases, strict=True):
+        modality_cases = [_modality_case(r) for r in first]
+        treatments = sorted({r.source for r in first if r.source})
+        cases = sorted({c for c in modality_cases if c is not None})
+        t_index = {t: i for i, t in enumerate(treatments)}
+        c_index = {c: k for k, c in enumerate(cases)}
+        for r, case, score in zip(first, modality_cases, fake_scores, strict=True):
             assert case is not None and r.source is not None
             truth[case] = r.truth == "fake"
             membership[r.source].add(case)
-            keys.append((r.source, r.reader, case))
-            values.append(fake_score(r) or 0.0)
+            t_at.append(t_index[r.source])
+            r_at.append(r_index[r.reader])
+            c_at.append(c_index[case])
+            values.append(score or 0.0)
     else:
         sources = sorted({r.source for r in first if r.truth == "fake" and r.source})
         design = "sources" if len(sources) > 1 else "real-vs-synthetic"
+        # Every treatment gets a case: a source has its own synthetic images, and the one
+        # treatment of real vs synthetic every image.
         treatments = sources if design == "sources" else ["real vs synthetic"]
-        for r in first:
+        cases = sorted({r.image for r in first})
+        t_index = {t: i for i, t in enumerate(treatments)}
+        c_index = {c: k for k, c in enumerate(cases)}
+        every = range(len(treatments))
+        for r, score in zip(first, fake_scores, strict=True):
             truth[r.image] = r.truth == "fake"
             if r.truth == "real" or design == "real-vs-synthetic":
-                owners = treatments
+                owners: Sequence[int] = every
             else:
-                owners = [r.source] if r.source else []
-            value = fake_score(r) or 0.0
+                owners = [t_index[r.source]] if r.source else []
+            value = score or 0.0
+            j, k = r_index[r.reader], c_index[r.image]
             for t in owners:
-                membership[t].add(r.image)
-                keys.append((t, r.reader, r.image))
+                membership[treatments[t]].add(r.image)
+                t_at.append(t)
+                r_at.append(j)
+                c_at.append(k)
                 values.append(value)
-    treatments = sorted(membership)
-    cases = sorted(truth)
-    # One array over every case, filled by index (10,000 ratings would take a noticeable time
-    # as nested loops over treatments, readers and cases), then cut to the complete cases.
-    t_index = {t: i for i, t in enumerate(treatments)}
-    r_index = {reader: j for j, reader in enumerate(readers)}
-    c_index = {c: k for k, c in enumerate(cases)}
+    # One array over every case, filled by index, then cut to the complete cases.
     all_scores = np.full((len(treatments), len(readers), len(cases)), np.nan)
-    if keys:
-        t_at = [t_index[t] for t, _, _ in keys]
-        r_at = [r_index[j] for _, j, _ in keys]
-        c_at = [c_index[c] for _, _, c in keys]
+    if values:
         all_scores[t_at, r_at, c_at] = values
     member = np.zeros((len(treatments), len(cases)), dtype=bool)
     for i, t in enumerate(treatments):

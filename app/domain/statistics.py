@@ -26,7 +26,7 @@ from app.domain.agreement import cochran_q as cochran_q
 from app.domain.agreement import cohen_kappa_pairs as cohen_kappa_pairs
 from app.domain.agreement import fleiss_kappa as fleiss_kappa
 from app.domain.agreement import mcnemar_paired as mcnemar_paired
-from app.domain.checked_first import checked_first
+from app.domain.checked_first import FirstPresentations, checked_first
 from app.domain.crossed_interval import METHOD as CROSSED_METHOD
 from app.domain.crossed_interval import crossed_interval
 from app.domain.ratings import CATEGORIES as CATEGORIES
@@ -555,8 +555,12 @@ def study_statistics(
     policy: UncertainPolicy = DEFAULT_POLICY,
     margin: float = 0.10,
     alternative: BinomialAlternative = DEFAULT_ALTERNATIVE,
+    first: FirstPresentations | None = None,
 ) -> dict[str, Any]:
-    """Everything the results page shows, as JSON-ready plain data (no NaN: None instead)."""
+    """Everything the results page shows, as JSON-ready plain data (no NaN: None instead).
+
+    ``first``: ``checked_first(ratings)`` where the caller holds it already (a study's
+    reading keeps it), so that 10,000 ratings are not walked again."""
     _check_options(policy, margin, alternative)
     ratings = list(ratings)
     by_reader: dict[str, list[Rating]] = defaultdict(list)
@@ -569,7 +573,7 @@ def study_statistics(
     p_holm = _holm_by_reader({s.reader: s.p_binomial for s in summaries})
     p_holm_greater = _holm_by_reader({s.reader: s.p_binomial_greater for s in summaries})
     # Checked once here (the readers' own checks above cover the same pairs), then shared.
-    first = checked_first(ratings)
+    first = checked_first(ratings) if first is None else first
     kappas = cohen_kappa_pairs(first)
     return _json_safe(
         {

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
 from typing import Any
 
+from app.domain.form_values import decimal_number, whole_number
 from app.jobs.specs import SpecError
 from ml.training.classifier_config import ClassifierConfig
 
@@ -45,31 +46,15 @@ MAX_ID = 2**31 - 1
 
 
 def _int(values: Mapping[str, Any], key: str, default: int, low: int, high: int, what: str) -> int:
-    raw = str(values.get(key, "") or "").strip()
-    if not raw:
-        return default
-    try:
-        number = int(raw)
-    except ValueError:
-        number = low - 1
-    if not low <= number <= high:
-        raise SpecError(key, f"{what}: a whole number from {low} to {high}.")
-    return number
+    message = f"{what}: a whole number from {low} to {high}."
+    return whole_number(key, values.get(key) or "", low, high, message, default)
 
 
 def _float(
     values: Mapping[str, Any], key: str, default: float, low: float, high: float, what: str
 ) -> float:
-    raw = str(values.get(key, "") or "").strip()
-    if not raw:
-        return default
-    try:
-        number = float(raw)
-    except ValueError:
-        number = low - 1
-    if not low <= number <= high:
-        raise SpecError(key, f"{what}: a number from {low:g} to {high:g}.")
-    return number
+    message = f"{what}: a number from {low:g} to {high:g}."
+    return decimal_number(key, values.get(key) or "", low, high, message, default)
 
 
 def _flag(values: Mapping[str, Any], key: str, default: bool) -> bool:

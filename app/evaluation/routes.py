@@ -10,8 +10,8 @@ from fastapi.responses import Response
 from app.auth.service import Principal
 from app.deps import DbDep, Researcher
 from app.evaluation import service
+from app.evaluation.compare import compare_context
 from app.evaluation.views import benchmark_context, dashboard_context
-from app.gans.compare import compare_context
 from app.jobs import service as jobs
 from app.jobs.specs import SpecError
 from app.models import Dataset, Job, JobStatus

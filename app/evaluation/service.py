@@ -13,15 +13,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.service import Principal, may_see
+from app.datasets import service as datasets
 from app.evaluation import options
+from app.evaluation.job_types import EVALUATION_TYPES, evaluation_spec
 from app.jobs.service import create_job
-from app.jobs.specs import EVALUATION_TYPES, SpecError, evaluation_spec
-from app.models import Dataset, DatasetStatus, ImageSet, Job, JobStatus
+from app.jobs.specs import SpecError
+from app.models import Dataset, ImageSet, Job, JobStatus
 
 
 def _ready(dataset: Dataset) -> None:
-    if dataset.status is not DatasetStatus.ready or not dataset.content_hash:
-        raise SpecError("dataset", f"{dataset.name} is not ready yet; wait for its import.")
+    datasets.require_ready(dataset)
 
 
 def _resolutions(dataset: Dataset) -> list[int]:
@@ -52,9 +53,7 @@ def _classifier_job(
     return job
 
 
-def _owner(principal: Principal | None, owner_id: int | None = None) -> int | None:
-    if owner_id is not None:
-        return owner_id  # the demo loader, acting for the demo researcher
+def _owner(principal: Principal | None) -> int | None:
     return principal.user.id if principal is not None else None
 
 
@@ -64,10 +63,9 @@ def _create(
     params: dict[str, Any],
     queue: str | None,
     principal: Principal | None,
-    owner_id: int | None,
 ) -> Job:
     spec = evaluation_spec(job_type, params, queue)
-    return create_job(db, spec, owner_id=_owner(principal, owner_id))
+    return create_job(db, spec, owner_id=_owner(principal))
 
 
 def _base(dataset: Dataset) -> dict[str, Any]:
@@ -84,7 +82,6 @@ def start_classifier(
     dataset: Dataset,
     values: Mapping[str, Any],
     queue: str | None = None,
-    owner_id: int | None = None,
 ) -> Job:
     _ready(dataset)
     train_on, set_id = options.train_on(values)
@@ -103,7 +100,7 @@ def start_classifier(
     }
     if external:
         params["external_datasets"] = external
-    return _create(db, "train_classifier", params, queue, principal, owner_id)
+    return _create(db, "train_classifier", params, queue, principal)
 
 
 def _external(
@@ -152,7 +149,6 @@ def start_fidelity(
     dataset: Dataset,
     values: Mapping[str, Any],
     queue: str | None = None,
-    owner_id: int | None = None,
 ) -> Job:
     params = _set_params(db, principal, dataset, values)
     kind, job_id, path = options.features(values)
@@ -160,7 +156,7 @@ def start_fidelity(
     params.update(options.fid_options(values))
     if job_id is not None:
         _classifier_job(db, job_id, principal, dataset)
-    return _create(db, "evaluate_fidelity", params, queue, principal, owner_id)
+    return _create(db, "evaluate_fidelity", params, queue, principal)
 
 
 def start_neighbours(
@@ -169,14 +165,13 @@ def start_neighbours(
     dataset: Dataset,
     values: Mapping[str, Any],
     queue: str | None = None,
-    owner_id: int | None = None,
 ) -> Job:
     params = {**_set_params(db, principal, dataset, values), **options.neighbour_options(values)}
     if str(values.get("classifier_job_id", "") or "").strip():
         job_id = options.record_id(values, "classifier_job_id", "Choose a classifier job.")
         _classifier_job(db, job_id, principal, dataset)
         params["classifier_job_id"] = job_id
-    return _create(db, "nearest_neighbours", params, queue, principal, owner_id)
+    return _create(db, "nearest_neighbours", params, queue, principal)
 
 
 def start_attribution(
@@ -184,7 +179,6 @@ def start_attribution(
     principal: Principal | None,
     values: Mapping[str, Any],
     queue: str | None = None,
-    owner_id: int | None = None,
 ) -> Job:
     """Two classifiers on the same data (typically real-trained and synthetic-trained)."""
     ids = {}
@@ -203,7 +197,7 @@ def start_attribution(
         "classifiers": {"real": real.id, "synthetic": synthetic.id},
         **options.attribution_options(values),
     }
-    return _create(db, "attribution", params, queue, principal, owner_id)
+    return _create(db, "attribution", params, queue, principal)
 
 
 # --- what a GAN's benchmark page shows -------------------------------------------------------
@@ -239,32 +233,6 @@ def evaluation_jobs(
         if job.params.get("dataset_id") == dataset_id:
             by_type[job.type].append(job)
     return by_type
-
-
-def latest_release_verdict(
-    db: Session, principal: Principal | None, image_set_id: int
-) -> dict[str, Any] | None:
-    """The newest finished privacy check of a set: {'passes', 'reasons', 'job_id', ...}."""
-    # Matched in SQL: reading every privacy job's JSON (1,200 of 10,000 jobs) took 400 ms of
-    # each image set page (bench/pages_at_scale.py).
-    query = (
-        select(Job)
-        .where(
-            Job.type == "nearest_neighbours",
-            Job.status == JobStatus.succeeded,
-            Job.result["image_set_id"].as_integer() == image_set_id,
-        )
-        .order_by(Job.id.desc())
-        .limit(1)
-    )
-    if principal is not None and not principal.is_admin:
-        query = query.where(Job.owner_id == principal.user.id)
-    job = db.scalars(query).first()
-    if job is None or not job.result:
-        return None
-    # Results from before the gate was a test carry max_share instead of alpha.
-    gate = {key: job.result.get(key) for key in ("alpha", "max_share")}
-    return {**job.result["release"], "job_id": job.id, **gate}
 
 
 def start_suite(

@@ -9,9 +9,9 @@ from typing import Any
 
 from markupsafe import Markup
 
-from app.gans.service import read_jsonl
 from app.models import Job
 from app.web.line_chart import UNIT_INTERVAL, interactive_line_chart
+from ml.run_folder import METRICS, read_jsonl
 
 
 def epoch_series(records: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
@@ -26,7 +26,7 @@ def epoch_series(records: list[dict[str, Any]], key: str) -> list[tuple[float, f
 
 
 def classifier_curves(job: Job) -> dict[str, Markup | None]:
-    records = read_jsonl(Path(job.artefact_dir or "") / "metrics.jsonl")
+    records = read_jsonl(Path(job.artefact_dir or "") / METRICS)
     loss, auc = epoch_series(records, "train_loss"), epoch_series(records, "val_macro_auc")
     return {
         "loss_chart": interactive_line_chart(

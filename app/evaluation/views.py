@@ -12,6 +12,7 @@ from app.auth.service import Principal
 from app.evaluation import service
 from app.evaluation.options import ATTRIBUTION_METHODS, CLASSIFIER_PRESETS, FID_RESIZE_LABELS
 from app.evaluation.utility import UtilityRow, utility_matrix
+from app.imagesets.release import latest_release_verdict
 from app.jobs.specs import QUEUES
 from app.models import Dataset, Job, JobStatus
 from app.web.line_chart import UNIT_INTERVAL, interactive_line_chart
@@ -70,7 +71,7 @@ def benchmark_context(
         "gan_job": gan_job,
         "dataset": dataset,
         "sets": sets,
-        "verdicts": {s.id: service.latest_release_verdict(db, principal, s.id) for s in sets},
+        "verdicts": {s.id: latest_release_verdict(db, principal, s.id) for s in sets},
         "set_names": {s.id: s.name for s in sets},
         "utility_rows": rows,
         "label_names": jobs_by_id[rows[0].job_id].result.get("label_names", []) if rows else [],
@@ -125,3 +126,8 @@ def dashboard_context(db: Session, principal: Principal, dataset: Dataset) -> di
             )
         )
     return {"dataset": dataset, "points": points, "charts": charts}
+
+
+def job_page_context(job: Job) -> dict[str, Any]:
+    """What an evaluation job's page adds (declared in `app.evaluation.job_types`)."""
+    return {"fidelity_metrics": FIDELITY_METRICS}

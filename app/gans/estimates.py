@@ -266,9 +266,14 @@ def training_options(config: GanConfig, channels: int) -> dict[str, Any]:
 
 def estimate(db: Session, dataset: Dataset, config: GanConfig) -> Estimate:
     n_classes, channels = dataset_shape(dataset, config.split)
+    # One GAN per class: one-class networks, trained one after the other on `kimg` each.
+    n_runs = n_classes if config.per_class else 1
     try:
         size = model_size(
-            config.arch, config.resolution, n_classes, training_options(config, channels)
+            config.arch,
+            config.resolution,
+            1 if config.per_class else n_classes,
+            training_options(config, channels),
         )
     except (ValueError, TypeError) as exc:
         raise SpecError(
@@ -290,6 +295,6 @@ def estimate(db: Session, dataset: Dataset, config: GanConfig) -> Estimate:
         memory=memory,
         memory_text=headline,
         memory_parts=parts,
-        run_time=run_time_lines(config.arch, config.resolution, config.kimg, speeds),
+        run_time=run_time_lines(config.arch, config.resolution, config.kimg * n_runs, speeds),
         measured=bool(speeds),
     )

@@ -114,7 +114,7 @@ _FLOATS = {
     "domain_lambda",
 }
 _INTS = {"resolution", "batch_size", "snapshot_ticks", "seed", "fid_images", "fid_patience"}
-_BOOLS = {"mirror", "amp", "channels_last"}
+_BOOLS = {"mirror", "amp", "channels_last", "per_class"}
 _LIMITS: dict[str, tuple[float, float]] = {
     "resolution": (8, 1024),
     "batch_size": (1, 4096),
@@ -196,6 +196,13 @@ def _checked(merged: dict[str, Any], resolutions: tuple[int, ...]) -> GanConfig:
             "dp_noise_multiplier",
             "Differential privacy works with dcgan, acgan and stylegan2 (WGAN-GP's gradient "
             "penalty pairs real and fake images, and spectral norm cannot be cloned by Opacus).",
+        )
+    if config.only_class is not None:
+        raise SpecError("only_class", "only_class is set by a per-class run for its sub-runs.")
+    if config.per_class and config.domain_classifier:
+        raise SpecError(
+            "per_class",
+            "One GAN per class has no class to steer: leave out the domain classifier.",
         )
     if config.domain_lambda and not config.domain_classifier:
         raise SpecError("domain_classifier", "The domain loss needs a classifier file.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.datastructures import FormData
@@ -13,11 +13,12 @@ from app.auth.service import Principal
 from app.datasets import service as datasets
 from app.datasets.choice import main_dataset_id
 from app.deps import DbDep, Researcher
-from app.gans import estimates, service
+from app.gans import byo, estimates, service
 from app.gans.options import FIELDS, PRESET_LABELS, PRESETS, gan_config
 from app.jobs import service as jobs
 from app.jobs.specs import QUEUES, SpecError
 from app.models import Dataset, DatasetStatus, Job
+from app.web.body_limit import size_text, upload_limit
 from app.web.templating import redirect, render
 from ml.networks.gan_families import FAMILIES as ARCHS
 from ml.training.gan_config import AUGMENTS, GanConfig
@@ -38,6 +39,7 @@ FORM_FIELDS = (
     "seed",
     "dp_noise_multiplier",
     "dp_max_grad_norm",
+    "per_class",
 )
 
 
@@ -155,9 +157,17 @@ def grid_fragment(
     return render(request, "gans/grid.html", {"job": job, "shot": chosen})
 
 
+def _sampleable_job(db: DbDep, job_id: int, principal: Principal) -> Job:
+    """A training run, or an imported generator: both are sampled alike."""
+    job = db.get(Job, job_id)
+    if job is not None and job.type == byo.IMPORT_GENERATOR and principal.can_see(job):
+        return job
+    return _training_job(db, job_id, principal)
+
+
 @router.post("/{job_id}/sample")
 async def sample(request: Request, job_id: int, db: DbDep, principal: Researcher) -> Response:
-    job = _training_job(db, job_id, principal)
+    job = _sampleable_job(db, job_id, principal)
     form = await request.form()
     values = {k: str(form.get(k, "")) for k in ("name", "per_class", "truncation_psi", "seed")}
     try:
@@ -238,3 +248,71 @@ async def launch_translation(request: Request, db: DbDep, principal: Researcher)
         return render(request, "gans/translate.html", context, status_code=422)
     jobs.commit_and_enqueue(db, job)
     return redirect(request, f"/jobs/{job.id}", flash=f"Translation job {job.id} queued.")
+
+
+def _import_form(values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
+    return {
+        "values": values,
+        "errors": errors,
+        "max_upload": size_text(byo.max_generator_bytes()),
+        "example": EXAMPLE_MANIFEST,
+    }
+
+
+EXAMPLE_MANIFEST = """{
+  "name": "StyleGAN2 trained at site B",
+  "latent_size": 512,
+  "classes": ["normal", "pneumonia"],
+  "resolution": 256,
+  "channels": 1,
+  "output_range": [-1, 1]
+}"""
+
+
+@router.get("/import")
+def new_import(request: Request, principal: Researcher) -> Response:
+    return render(request, "gans/import.html", _import_form({}, {}))
+
+
+@router.post("/import")
+@upload_limit(lambda: byo.max_generator_bytes() + byo.MAX_MANIFEST_BYTES)
+def import_generator(
+    request: Request,
+    db: DbDep,
+    principal: Researcher,
+    name: Annotated[str, Form(max_length=200)] = "",
+    manifest_text: Annotated[str, Form(max_length=byo.MAX_MANIFEST_BYTES)] = "",
+    generator: Annotated[UploadFile | None, File()] = None,
+    manifest: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    """Upload a TorchScript generator and its manifest (a file, or JSON pasted in the form)."""
+    values = {"name": name, "manifest_text": manifest_text}
+    try:
+        given: str | bytes = manifest_text
+        if manifest is not None and manifest.filename:
+            given = manifest.file.read(byo.MAX_MANIFEST_BYTES + 1)
+        if generator is None or not generator.filename:
+            byo.parse_manifest(given)  # say what is wrong with both at once where we can
+            raise SpecError("generator", "Choose the generator's TorchScript file (.pt).")
+        job = byo.start_import(
+            db,
+            owner_id=principal.user.id,
+            upload=generator.file,
+            manifest_text=given,
+            name=name,
+        )
+    except SpecError as exc:
+        db.rollback()
+        context = _import_form(values, {exc.field: exc.message})
+        return render(request, "gans/import.html", context, status_code=422)
+    jobs.commit_and_enqueue(db, job)
+    return redirect(
+        request, f"/gans/generators/{job.id}", flash=f"Generator check {job.id} queued."
+    )
+
+
+@router.get("/generators/{job_id}")
+def generator_page(request: Request, job_id: int, db: DbDep, principal: Researcher) -> Response:
+    """An imported generator: its manifest, its check's outcome, its preview, a sample form."""
+    job = jobs.visible_job(db, job_id, principal, byo.IMPORT_GENERATOR, "imported generator")
+    return render(request, "gans/generator.html", {"job": job})

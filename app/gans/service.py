@@ -9,7 +9,6 @@ sampled images are checked and blinded exactly like uploaded ones.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import session_scope
+from app.domain.form_values import decimal_number, whole_number
+from app.gans.job_types import sample_spec, train_gan_spec, translate_spec
+from app.jobs.outcomes import JobOutputError
 from app.jobs.service import create_job
-from app.jobs.specs import SpecError, sample_spec, train_gan_spec, translate_spec
+from app.jobs.specs import SpecError
 from app.models import Dataset, DatasetStatus, ImageSet, Job
+from ml import run_folder
+from ml.generators.index import PER_CLASS_BEST, PER_CLASS_LAST, TORCHSCRIPT_INDEX
 from ml.networks.gan_families import TRUNCATION_FAMILIES
+from ml.run_folder import read_jsonl
 from ml.training.gan_config import BEST, CHECKPOINT, GanConfig
 
 MAX_PER_CLASS = 10_000
+# The job that checks an uploaded TorchScript generator; once it succeeded it is sampled
+# like a training run (`app.gans.byo`).
+IMPORT_GENERATOR = "import_generator"
 # Which checkpoint of a run a sampling job reads: "best" (`best.pt`, the lowest FID; the last
 # one when the run kept none: no FID, or private) or "last" (`checkpoint.pt`).
 CHECKPOINT_CHOICES = ("best", "last")
@@ -88,24 +96,17 @@ def parse_sample_options(
     clean = " ".join((name or "").split())
     if not clean or len(clean) > 200:
         raise SpecError("name", "Name the synthetic image set (at most 200 characters).")
-    try:
-        n = int(str(per_class).strip())
-    except ValueError:
-        n = 0
-    if not 1 <= n <= MAX_PER_CLASS:
-        raise SpecError("per_class", f"Images per class: a whole number from 1 to {MAX_PER_CLASS}.")
-    try:
-        truncation = float(psi)
-    except (TypeError, ValueError):
-        truncation = -1.0
-    if not 0.0 <= truncation <= 2.0:
-        raise SpecError("truncation_psi", "Truncation psi: a number from 0 to 2 (1 = none).")
-    try:
-        first_seed = int(str(seed).strip())
-    except ValueError:
-        first_seed = -1
-    if not 0 <= first_seed < 2**31:
-        raise SpecError("seed", "Seed: a whole number from 0.")
+    n = whole_number(
+        "per_class",
+        per_class,
+        1,
+        MAX_PER_CLASS,
+        f"Images per class: a whole number from 1 to {MAX_PER_CLASS}.",
+    )
+    truncation = decimal_number(
+        "truncation_psi", psi, 0.0, 2.0, "Truncation psi: a number from 0 to 2 (1 = none)."
+    )
+    first_seed = whole_number("seed", seed, 0, 2**31 - 1, "Seed: a whole number from 0.")
     wants_dicom = str(dicom).lower() in {"1", "true", "on", "yes"}
     which = checkpoint_choice(checkpoint)
     return SampleOptions(clean, n, truncation, first_seed, wants_dicom, checkpoint=which)
@@ -122,6 +123,16 @@ def checkpoint_of(train_job: Job, which: str = "best") -> tuple[Path, str]:
     """(path, "best" or "last") of the checkpoint to sample: the best one when asked and the
     run kept one (FID early stopping ends several snapshots past it), otherwise the last."""
     folder = Path(train_job.artefact_dir or "")
+    if train_job.type == IMPORT_GENERATOR:
+        if not (folder / TORCHSCRIPT_INDEX).is_file():
+            raise SpecError("checkpoint", "This generator has not passed its checks (yet).")
+        checkpoint_choice(which)
+        return folder / TORCHSCRIPT_INDEX, "imported"
+    if train_job.type == "train_gan" and (folder / PER_CLASS_LAST).is_file():
+        # One GAN per class: an index of every class's checkpoint stands for the run's.
+        if checkpoint_choice(which) == "best":
+            return folder / PER_CLASS_BEST, "best"
+        return folder / PER_CLASS_LAST, "last"
     if train_job.type != "train_gan" or not (folder / CHECKPOINT).is_file():
         raise SpecError("checkpoint", "This job has no GAN checkpoint yet (wait for a snapshot).")
     if checkpoint_choice(which) == "best" and (folder / BEST).is_file():
@@ -196,7 +207,7 @@ def start_translation(
     return create_job(db, translate_spec(params, queue), owner_id=owner_id)
 
 
-class OutputImportError(RuntimeError):
+class OutputImportError(JobOutputError):
     """The job's images could not become an image set; the message says why."""
 
 
@@ -259,7 +270,9 @@ def _set_description(job: Job, result: dict[str, Any]) -> str:
 
 def checkpoint_words(result: dict[str, Any]) -> str:
     """'best checkpoint (FID 348.2)' or 'last checkpoint': which snapshot a set came from."""
-    used = "best" if result.get("checkpoint_file") == BEST else "last"
+    if result.get("checkpoint_file") == TORCHSCRIPT_INDEX:
+        return "imported TorchScript generator"
+    used = "best" if result.get("checkpoint_file") in (BEST, PER_CLASS_BEST) else "last"
     fid = result.get("checkpoint_fid")
     return f"{used} checkpoint" + (f" (FID {fid:.1f})" if fid is not None else "")
 
@@ -271,26 +284,42 @@ def psi_words(result: dict[str, Any]) -> str:
     return f"psi {psi:g} ignored: no mapping network"
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line being written right now
-    return rows
-
-
 def run_logs(job: Job) -> dict[str, Any]:
     """Ticks, snapshots and run facts of a training job's folder (empty before it starts)."""
     folder = Path(job.artefact_dir or "")
-    info_path = folder / "run.json"
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    info = run_folder.read_run_info(folder) or {}
+    if info.get("per_class"):
+        # Facts of the networks (sizes, versions, privacy) are the first class's run's, the
+        # same for every class; none yet until that run has started.
+        own = run_folder.read_run_info(folder / info["per_class"][0]["folder"])
+        merged = {**own, **info} if own else {}
+        return {**per_class_logs(folder, info["per_class"]), "info": merged}
     return {
-        "ticks": read_jsonl(folder / "metrics.jsonl"),
-        "snapshots": read_jsonl(folder / "snapshots.jsonl"),
+        "ticks": read_jsonl(folder / run_folder.METRICS),
+        "snapshots": read_jsonl(folder / run_folder.SNAPSHOTS),
         "info": info,
     }
+
+
+def per_class_logs(folder: Path, runs: list[dict[str, Any]]) -> dict[str, list[dict]]:
+    """A per-class run's sub-runs' logs end to end, as one run's: kimg counts the images of
+    every class so far, ticks and snapshots are numbered across classes, each record names
+    its class, and a snapshot's grid is found in its class's folder."""
+    ticks: list[dict[str, Any]] = []
+    snapshots: list[dict[str, Any]] = []
+    offset = 0.0
+    for run in runs:
+        sub = folder / run["folder"]
+        own_ticks = read_jsonl(sub / run_folder.METRICS)
+        for tick in own_ticks:
+            ticks.append({**tick, "tick": len(ticks) + 1, "kimg": offset + tick["kimg"]})
+            ticks[-1]["class"] = run["name"]
+        for shot in read_jsonl(sub / run_folder.SNAPSHOTS):
+            record = {**shot, "snapshot": len(snapshots) + 1, "kimg": offset + shot["kimg"]}
+            record["class"] = run["name"]
+            if "grid" in shot:  # the grid route serves grids/<name>: step out to the class
+                record["grid"] = f"../{run['folder']}/{run_folder.GRIDS}/{shot['grid']}"
+            snapshots.append(record)
+        if own_ticks:
+            offset += own_ticks[-1]["kimg"]
+    return {"ticks": ticks, "snapshots": snapshots}

@@ -8,6 +8,7 @@ from typing import Any
 from app.gans.service import run_logs, truncation_note
 from app.models import Job
 from app.web.line_chart import NON_NEGATIVE, UNIT_INTERVAL, interactive_line_chart
+from ml.generators.index import PER_CLASS_BEST, PER_CLASS_LAST, TORCHSCRIPT_INDEX, read_index
 from ml.networks.gan_families import TRUNCATION_FAMILIES
 from ml.training.gan_config import BEST, CHECKPOINT
 
@@ -84,6 +85,8 @@ def checkpoint_choices(folder: Path, snapshots: list[dict[str, Any]]) -> dict[st
     (checkpoint.pt, the newest snapshot) and, when the run kept one, "best" (best.pt: the
     first snapshot with the lowest FID, as the loop saves it)."""
     choices: dict[str, dict] = {}
+    if (folder / PER_CLASS_LAST).is_file() and snapshots:
+        return _per_class_choices(folder, snapshots)
     if not (folder / CHECKPOINT).is_file() or not snapshots:
         return choices
     scored = [s for s in snapshots if "fid" in s]
@@ -99,7 +102,10 @@ def sample_view(job: Job) -> dict[str, Any]:
     """A sampling job's result in words: the checkpoint it read and whether psi applied."""
     result = job.result or {}
     params = job.params or {}
-    used = "best" if result.get("checkpoint_file", "") == BEST else "last"
+    file = result.get("checkpoint_file", "")
+    used = "best" if file in (BEST, PER_CLASS_BEST) else "last"
+    if file == TORCHSCRIPT_INDEX:
+        used = "imported"
     view: dict[str, Any] = {"checkpoint_used": used, "checkpoint_fid": result.get("checkpoint_fid")}
     if params.get("checkpoint_asked") == "best" and used == "last":
         view["checkpoint_why"] = "the run kept no best checkpoint (no FID, or a private run)"
@@ -107,3 +113,23 @@ def sample_view(job: Job) -> dict[str, Any]:
     if not result.get("truncation_applied", True):
         view["truncation_note"] = truncation_note(str(result.get("source", "")).split("@")[0], psi)
     return view
+
+
+def sample_page(job: Job) -> dict[str, Any]:
+    """What a sampling job's page adds (declared in `app.gans.job_types`)."""
+    return {"sampled": sample_view(job)}
+
+
+def _per_class_choices(folder: Path, snapshots: list[dict[str, Any]]) -> dict[str, dict]:
+    """One GAN per class: "last" is every class's last checkpoint; "best" exists when some
+    class kept a best.pt, and its FID shown is the worst class's best (each class's FID is
+    against that class's real images alone)."""
+    choices: dict[str, dict] = {"last": {"kimg": snapshots[-1]["kimg"], "fid": None}}
+    best = read_index(folder / PER_CLASS_BEST)["checkpoints"]
+    if any(path.endswith(BEST) for path in best):
+        fids = {}
+        for shot in snapshots:
+            if "fid" in shot:
+                fids[shot["class"]] = min(shot["fid"], fids.get(shot["class"], shot["fid"]))
+        choices["best"] = {"kimg": snapshots[-1]["kimg"], "fid": max(fids.values(), default=0)}
+    return choices

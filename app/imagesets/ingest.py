@@ -23,14 +23,15 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from app.config import get_settings
-from app.domain.blinding import canonical_png
+from app.domain.blinding import canonical_png, canonical_png_rgb
 from app.imagesets.manifest import MANIFEST_NAME as MANIFEST_NAME
 from app.imagesets.manifest import MAX_TEXT as MAX_TEXT
 from app.imagesets.manifest import ManifestRow, parse_manifest, show_name
 from app.imagesets.storage import BLINDED_SIZE
 from app.models.imageset import Origin
+from ml.data.colour import image_has_colour
 from ml.data.dicom import MultiFrameError
-from ml.data.images import ImageDecodeError, load_image, sniff_format
+from ml.data.images import ImageDecodeError, load_image, load_rgb_image, sniff_format
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +306,13 @@ class _Reader:
         seen[digest] = info.filename
         try:
             decoded = load_image(data, max_pixels=self.limits.max_pixels)
-            blinded = canonical_png(decoded, size=BLINDED_SIZE)
+            if image_has_colour(data):
+                # A colour image keeps its colours in the copy galleries show; what a
+                # reader study serves is rendered apart (app/studies/display.py).
+                rgb = load_rgb_image(data, max_pixels=self.limits.max_pixels)
+                blinded = canonical_png_rgb(rgb, size=BLINDED_SIZE)
+            else:
+                blinded = canonical_png(decoded, size=BLINDED_SIZE)
         except MultiFrameError as exc:
             self.errors.append(f"{name}: DICOM with {exc.n_frames} frames; upload one per file.")
             return

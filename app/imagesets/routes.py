@@ -13,8 +13,8 @@ from fastapi.routing import APIRoute
 from app.auth.service import Principal
 from app.config import get_settings
 from app.deps import DbDep, Researcher
-from app.evaluation.service import latest_release_verdict
 from app.imagesets import service
+from app.imagesets.release import latest_release_verdict
 from app.imagesets.storage import blinded_path
 from app.models import Origin
 from app.web.body_limit import upload_limit

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.jobs.specs import JOB_TYPES, QUEUES, JobSpec, SpecError
+from app.jobs.registry import kind_of
+from app.jobs.specs import QUEUES, JobSpec, SpecError
 from app.models import Job, JobStatus
 
 # Set by the server, never by the edited JSON: where a job came from. Handlers index params by
@@ -25,14 +26,6 @@ MAX_PARAMS_BYTES = 64 * 1024
 MAX_PARAMS_DEPTH = 32
 _TOO_DEEP = f"The parameters are nested more than {MAX_PARAMS_DEPTH} levels deep."
 
-# An import or subset job writes into the folder of one dataset row and reports back onto it;
-# rerunning it outside the dataset's own flow would rewrite a dataset others may already use
-# (or one since forgotten). The dataset pages re-import under the same name instead.
-NOT_RERUNNABLE = {
-    "import_dataset": "Re-import the dataset from the Datasets page instead.",
-    "subset_dataset": "Make the subset again from its parent dataset's page instead.",
-}
-
 # Keys a clone must leave exactly as they were. Paths: the params hold server paths that the
 # launching form derived from rows the researcher may see; an edit could point a job at any
 # file the worker can read (or write: `dest`). Ids, hashes and `classifiers` (job ids): the
@@ -46,10 +39,18 @@ def without_links(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k not in LINK_KEYS}
 
 
+def rerun_refusal(job_type: str) -> str | None:
+    """Why jobs of this type cannot be retried or cloned (`JobKind.rerun_refusal`: an import
+    job rewrites its dataset's folder, so its dataset's page re-imports instead), or None."""
+    kind = kind_of(job_type)
+    return kind.rerun_refusal if kind is not None else None
+
+
 def _refuse_type(job: Job) -> None:
-    if job.type in NOT_RERUNNABLE:
-        raise SpecError("job", f"A {job.type} job cannot be rerun here. {NOT_RERUNNABLE[job.type]}")
-    if job.type not in JOB_TYPES:
+    refusal = rerun_refusal(job.type)
+    if refusal:
+        raise SpecError("job", f"A {job.type} job cannot be rerun here. {refusal}")
+    if kind_of(job.type) is None:
         raise SpecError("job", f"Job type {job.type!r} is no longer supported.")
 
 

@@ -6,13 +6,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ml import run_folder
+
 MAX_LISTED = 200
 TAIL_LINES = 40
 # Enough for 40 lines of a metrics log; reading from the end keeps a long run's page cheap.
 TAIL_BYTES = 64 * 1024
 MAX_LINE_CHARS = 400
 # A human-written log wins over the per-tick metrics when a job has both.
-LOG_NAMES = ("log.txt", "metrics.jsonl")
+LOG_NAMES = (run_folder.LOG, run_folder.METRICS)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,11 @@ from fastapi.responses import FileResponse, Response
 from app.auth.service import Principal
 from app.deps import DbDep, Researcher
 from app.jobs import clone, clone_checks, files, listing, service
+from app.jobs.image_stats import image_stats_spec
 from app.jobs.naming import copy_name
 from app.jobs.params_table import params_table
-from app.jobs.specs import EVALUATION_TYPES, JOB_TYPES, QUEUES, SpecError, image_stats_spec
+from app.jobs.registry import JobPage, job_types, kind_of, resolve, title_of
+from app.jobs.specs import QUEUES, SpecError
 from app.models import Job, JobStatus
 from app.models.types import utcnow
 from app.web.templating import redirect, render
@@ -39,7 +41,7 @@ def _form_context(errors: dict[str, str] | None = None, values: dict[str, str] |
     return {
         "collections": available_collections(),
         "queues": QUEUES,
-        "job_types": JOB_TYPES,
+        "job_types": job_types(),
         "errors": errors or {},
         "values": values or {},
     }
@@ -82,7 +84,7 @@ def job_list(
         dataset=dataset,
         owner=owner,
         q=q,
-        known_types=set(JOB_TYPES),
+        known_types=set(job_types()),
         may_filter_owner=principal.is_admin,
     )
     context = {**_list_context(db, principal, page, filters), **_form_context()}
@@ -115,32 +117,23 @@ def launch(
 
 
 def _page_context(job: Job) -> dict[str, Any]:
-    from app.evaluation.views import FIDELITY_METRICS
-
+    kind = kind_of(job.type)
+    # A type no longer declared still shows what every job page shows.
+    page = kind.page if kind is not None else JobPage()
+    rerunnable = not clone.rerun_refusal(job.type)
     context: dict[str, Any] = {
         "job": job,
-        "evaluation_types": EVALUATION_TYPES,
-        "fidelity_metrics": FIDELITY_METRICS,
+        "page": page,
         "artefacts": files.list_artefacts(job.artefact_dir),
         "log_tail": files.log_tail(job.artefact_dir),
-        "rerunnable": job.type not in clone.NOT_RERUNNABLE,
-        "retryable": job.status in clone.RETRYABLE and job.type not in clone.NOT_RERUNNABLE,
+        "rerunnable": rerunnable,
+        "retryable": job.status in clone.RETRYABLE and rerunnable,
         "params_table": params_table(job.type, job.params),
-        "type_title": JOB_TYPES[job.type].title if job.type in JOB_TYPES else job.type,
+        "type_title": title_of(job.type),
         "timing": listing.row_timing(job, utcnow()),
     }
-    if job.type == "train_gan":
-        from app.gans.views import training_view
-
-        context.update(training_view(job))
-    elif job.type == "sample":
-        from app.gans.views import sample_view
-
-        context["sampled"] = sample_view(job)
-    elif job.type == "train_classifier":
-        from app.evaluation.training_curves import classifier_curves
-
-        context.update(classifier_curves(job))
+    for view in page.views:
+        context.update(resolve(view)(job))
     return context
 
 
@@ -192,7 +185,7 @@ def _clone_context(
     return {
         "job": job,
         "queues": QUEUES,
-        "job_types": JOB_TYPES,
+        "job_types": job_types(),
         "values": values,
         "errors": {error.field: error.message} if error else {},
         "max_kb": clone.MAX_PARAMS_BYTES // 1024,
@@ -202,8 +195,9 @@ def _clone_context(
 @router.get("/{job_id}/clone")
 def clone_form(request: Request, job_id: int, db: DbDep, principal: Researcher) -> Response:
     job = _job_for(db, job_id, principal)
-    if job.type in clone.NOT_RERUNNABLE:
-        message = f"A {job.type} job cannot be cloned. {clone.NOT_RERUNNABLE[job.type]}"
+    refusal = clone.rerun_refusal(job.type)
+    if refusal:
+        message = f"A {job.type} job cannot be cloned. {refusal}"
         return redirect(request, f"/jobs/{job.id}", flash=message, kind="error")
     values = {
         "type": job.type,

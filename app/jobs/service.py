@@ -40,7 +40,7 @@ def task_name(job_type: str) -> str:
 
 def enqueue(job: Job) -> None:
     # Imported here so that the web process only loads Celery when it actually sends a job.
-    from workers.celery_app import celery_app
+    from app.queue import celery_app
 
     celery_app.send_task(task_name(job.type), args=[job.id], queue=job.queue)
 
@@ -198,7 +198,7 @@ def broker_queue_sizes(queues: Iterable[str]) -> dict[str, int]:
     """Messages waiting in each queue (not counting those a worker holds unacknowledged)."""
     from kombu.exceptions import ChannelError
 
-    from workers.celery_app import celery_app
+    from app.queue import celery_app
 
     sizes: dict[str, int] = {}
     with celery_app.connection_for_write() as conn:

@@ -58,3 +58,8 @@ class Dataset(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    @property
+    def is_ready(self) -> bool:
+        """Imported and hashed: the one "dataset is ready" rule every job launch checks."""
+        return self.status is DatasetStatus.ready and bool(self.content_hash)

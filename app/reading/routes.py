@@ -136,7 +136,7 @@ def submit_answer(
     def store() -> Response:
         study, study_reader = _reader(db, principal, study_id)
         try:
-            stored = service.record_answer(db, study_reader, entry, form)
+            stored, advance = service.answer_and_advance(db, study_reader, entry, form)
         except ReadingError as exc:
             db.rollback()
             return _answer_error(request, study, exc)
@@ -145,7 +145,7 @@ def submit_answer(
             db.commit()
             flash = feedback.message if feedback else None
             return redirect(request, f"/read/{study_id}", flash=flash)
-        view = service.reading_view(db, study, study_reader)
+        view = service.view_after(db, study, study_reader, advance)
         db.commit()
         return render(request, PAGE, _page_context(study, view, feedback), block="panel")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ from app.domain.reader_study import ImageRef, Selection, reader_schedule, reader
 from app.models import Answer, Image, ScheduleEntry, Study, StudyItem, StudyKind, StudyReader
 from app.models.types import utcnow
 from app.reading.answers import AnswerInput, InvalidAnswer, ReadingError, parse_answer
+from app.reading.sequence_cache import Presentation, Sequence, sequence_of
 from app.studies import blinding_gate
 from app.studies.design import ReadingOptions, load_design
 
@@ -68,13 +69,46 @@ class ReadingView:
     reading: ReadingOptions
     answered: int
     total: int
-    entry: ScheduleEntry | None = None
+    entry: Presentation | None = None
     next_opaque_id: str | None = None
 
     @property
     def position(self) -> int:
         return self.answered + 1
 
+
+# --- statements of the answer path, built once ----------------------------------------------
+# Every request of a reader runs these; building a statement costs about as much Python as
+# running it, so they are made at import and only their parameters change.
+
+_READER = (
+    select(StudyReader, Study)
+    .join(Study, Study.id == StudyReader.study_id)
+    .where(StudyReader.study_id == bindparam("study_id"), StudyReader.user_id == bindparam("user"))
+)
+_CURRENT = (
+    select(ScheduleEntry)
+    .outerjoin(Answer, Answer.schedule_entry_id == ScheduleEntry.id)
+    .where(ScheduleEntry.study_reader_id == bindparam("reader"), Answer.id.is_(None))
+    .order_by(ScheduleEntry.position)
+    .limit(1)
+)
+_ANSWERED = select(func.count()).where(Answer.study_reader_id == bindparam("reader"))
+# This entry's answer, if any, and how many answers the reader has given: one round trip.
+# (The reader as well as the entry: an entry id from a stale cached sequence then never
+# matches another reader's answer.)
+_STORED = select(Answer).where(
+    Answer.schedule_entry_id == bindparam("entry"), Answer.study_reader_id == bindparam("reader")
+)
+_STORED_AND_ANSWERED = select(
+    _STORED.with_only_columns(Answer.id).scalar_subquery(), _ANSWERED.scalar_subquery()
+)
+_MARK_SHOWN = (
+    update(ScheduleEntry)
+    .where(ScheduleEntry.id == bindparam("entry"), ScheduleEntry.first_shown_at.is_(None))
+    .values(first_shown_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
 
 # --- who may read -------------------------------------------------------------------------
 
@@ -85,12 +119,11 @@ def reader_for(
     """The study and this user's place in it, for any role assigned as a reader."""
     if study_scope is not None and study_scope != study_id:
         raise NotAReader()
-    study_reader = db.scalar(
-        select(StudyReader).where(StudyReader.study_id == study_id, StudyReader.user_id == user_id)
-    )
-    study = db.get(Study, study_id) if study_reader else None
-    if study is None or study_reader is None:
+    # One round trip for both: every reading request starts here.
+    row = db.execute(_READER, {"study_id": study_id, "user": user_id}).first()
+    if row is None:
         raise NotAReader()
+    study_reader, study = row
     if study.kind is StudyKind.imported:
         raise NotAReader("This study's answers were collected elsewhere; there is nothing to read.")
     return study, study_reader
@@ -177,17 +210,9 @@ def ensure_schedule(db: Session, study: Study, study_reader: StudyReader) -> Non
         db.refresh(study_reader)
 
 
-def _unanswered(study_reader: StudyReader) -> Select[tuple[ScheduleEntry]]:
-    return (
-        select(ScheduleEntry)
-        .outerjoin(Answer, Answer.schedule_entry_id == ScheduleEntry.id)
-        .where(ScheduleEntry.study_reader_id == study_reader.id, Answer.id.is_(None))
-    )
-
-
 def current_entry(db: Session, study_reader: StudyReader) -> ScheduleEntry | None:
     """The first position without an answer: leaving and coming back resumes exactly there."""
-    return db.scalar(_unanswered(study_reader).order_by(ScheduleEntry.position).limit(1))
+    return db.scalar(_CURRENT, {"reader": study_reader.id})
 
 
 def progress(db: Session, study_reader: StudyReader) -> tuple[int, int]:
@@ -211,23 +236,69 @@ def mark_shown(db: Session, entry: ScheduleEntry) -> None:
         db.flush()
 
 
+def _mark_shown_once(db: Session, entry_id: int) -> None:
+    # The same rule as mark_shown in one statement, without loading the entry first.
+    db.execute(_MARK_SHOWN, {"entry": entry_id, "now": utcnow()})
+
+
+def _answered(db: Session, study_reader: StudyReader) -> int:
+    count = db.scalar(_ANSWERED, {"reader": study_reader.id})
+    return int(count or 0)
+
+
+def _index_in(db: Session, study_reader: StudyReader, entry_id: int) -> tuple[Sequence, int]:
+    sequence = sequence_of(db, study_reader)
+    index = sequence.index_of_entry(entry_id)
+    if index is None:  # not in the copy this process holds: read the sequence again
+        sequence = sequence_of(db, study_reader, fresh=True)
+        index = sequence.index_of_entry(entry_id)
+        if index is None:
+            raise LookupError(f"schedule entry {entry_id} is not in its reader's sequence")
+    return sequence, index
+
+
+def _view_at(reading: ReadingOptions, sequence: Sequence, index: int, answered: int) -> ReadingView:
+    following = sequence.at(index + 1)
+    return ReadingView(
+        "reading",
+        reading,
+        answered,
+        len(sequence.entries),
+        sequence.entries[index],
+        following.opaque_id if following else None,
+    )
+
+
 def reading_view(db: Session, study: Study, study_reader: StudyReader) -> ReadingView:
     """What the reading page shows now; the current image is marked as shown."""
     reading = load_design(study.design).reading
-    answered, total = progress(db, study_reader)
-    if total == 0:
+    sequence = sequence_of(db, study_reader)
+    if not sequence.entries:
         return ReadingView("empty", reading, 0, 0)
+    answered = _answered(db, study_reader)
     entry = current_entry(db, study_reader)
     if entry is None:
-        return ReadingView("done", reading, answered, total)
+        return ReadingView("done", reading, answered, len(sequence.entries))
     mark_shown(db, entry)
-    next_id = db.scalar(
-        select(ScheduleEntry.opaque_id).where(
-            ScheduleEntry.study_reader_id == study_reader.id,
-            ScheduleEntry.position == entry.position + 1,
-        )
-    )
-    return ReadingView("reading", reading, answered, total, entry, next_id)
+    sequence, index = _index_in(db, study_reader, entry.id)
+    return _view_at(reading, sequence, index, answered)
+
+
+def view_after(
+    db: Session, study: Study, study_reader: StudyReader, advance: Advance | None
+) -> ReadingView:
+    """The view after an answer: known without reading the answers again when ``advance`` is
+    (the answers are exactly the entries up to the one just answered), else as reading_view."""
+    if advance is None:
+        return reading_view(db, study, study_reader)
+    reading = load_design(study.design).reading
+    sequence, index = advance
+    answered, total = index + 1, len(sequence.entries)
+    following = sequence.at(index + 1)
+    if following is None:
+        return ReadingView("done", reading, answered, total)
+    _mark_shown_once(db, following.entry_id)
+    return _view_at(reading, sequence, index + 1, answered)
 
 
 def done_view(db: Session, study: Study, study_reader: StudyReader) -> ReadingView | None:
@@ -241,37 +312,22 @@ def done_view(db: Session, study: Study, study_reader: StudyReader) -> ReadingVi
 def image_key_for(db: Session, study_reader: StudyReader, opaque_id: str) -> str:
     """The stored image behind one of this reader's entries; NotYourImage for anything else,
     the same for an id that does not exist and one that belongs to someone else."""
-    key = db.scalar(
-        select(Image.key)
-        .join(StudyItem, StudyItem.image_id == Image.id)
-        .join(ScheduleEntry, ScheduleEntry.study_item_id == StudyItem.id)
-        .where(
-            ScheduleEntry.opaque_id == opaque_id,
-            ScheduleEntry.study_reader_id == study_reader.id,
-        )
-    )
-    if key is None:
+    sequence = sequence_of(db, study_reader)
+    index = sequence.index_of(opaque_id)
+    if index is None:
         raise NotYourImage("This image is not available.")
-    return key
+    return sequence.entries[index].image_key
 
 
 # --- answers ------------------------------------------------------------------------------
 
-
-def _entry_of(db: Session, study_reader: StudyReader, opaque_id: str) -> ScheduleEntry:
-    entry = db.scalar(
-        select(ScheduleEntry).where(
-            ScheduleEntry.opaque_id == opaque_id,
-            ScheduleEntry.study_reader_id == study_reader.id,
-        )
-    )
-    if entry is None:
-        raise NotYourImage()
-    return entry
+# The reader's sequence and the index in it of the entry just answered, when the answers are
+# exactly the entries up to it: the next view then needs no query to find its entry.
+Advance = tuple[Sequence, int]
 
 
-def _answer_of(db: Session, entry: ScheduleEntry) -> Answer | None:
-    return db.scalar(select(Answer).where(Answer.schedule_entry_id == entry.id))
+def _answer_of(db: Session, reader_id: int, entry_id: int) -> Answer | None:
+    return db.scalar(_STORED, {"entry": entry_id, "reader": reader_id})
 
 
 def _repeat_or_conflict(reading: ReadingOptions, form: AnswerInput, stored: Answer) -> Answer:
@@ -285,6 +341,7 @@ def _repeat_or_conflict(reading: ReadingOptions, form: AnswerInput, stored: Answ
 
 
 def _reading_options(db: Session, study_id: int) -> ReadingOptions:
+    # Usually no query: reader_for put the study in the session's identity map.
     study = db.get(Study, study_id)
     if study is None:  # the reader row cascades with its study, so this is a programming error
         raise LookupError(f"study {study_id} does not exist")
@@ -295,28 +352,48 @@ def record_answer(
     db: Session, study_reader: StudyReader, opaque_id: str, form: AnswerInput
 ) -> Answer:
     """Store the reader's answer to the image now shown; idempotent for an identical resubmit."""
+    return answer_and_advance(db, study_reader, opaque_id, form)[0]
+
+
+def answer_and_advance(
+    db: Session, study_reader: StudyReader, opaque_id: str, form: AnswerInput
+) -> tuple[Answer, Advance | None]:
+    """record_answer, and where the reader now is when that is known without another query."""
     reading = _reading_options(db, study_reader.study_id)
-    entry = _entry_of(db, study_reader, opaque_id)
-    stored = _answer_of(db, entry)
-    if stored is not None:
-        return _repeat_or_conflict(reading, form, stored)
+    reader_id = study_reader.id  # still readable after a rollback expires the row
+    sequence = sequence_of(db, study_reader)
+    index = sequence.index_of(opaque_id)
+    if index is None:
+        raise NotYourImage()
+    shown = sequence.entries[index]
+    stored_id, answered = db.execute(
+        _STORED_AND_ANSWERED, {"entry": shown.entry_id, "reader": reader_id}
+    ).one()
+    if stored_id is not None:
+        stored = _answer_of(db, reader_id, shown.entry_id)
+        assert stored is not None  # answers are deleted only with their reader
+        return _repeat_or_conflict(reading, form, stored), None
     parsed = parse_answer(reading, form)
     current = current_entry(db, study_reader)
-    if current is None or current.id != entry.id:
+    if current is None or current.id != shown.entry_id:
         # An identical submit running beside this one may have stored the answer since we
         # looked above, which moves the reader on: that is a repeat, not a stale page.
-        stored = _answer_of(db, entry)
+        stored = _answer_of(db, reader_id, shown.entry_id)
         if stored is not None:
-            return _repeat_or_conflict(reading, form, stored)
+            return _repeat_or_conflict(reading, form, stored), None
+        if current is not None and sequence.index_of_entry(current.id) is None:
+            # This process's copy of the sequence is not the reader's (their row was deleted
+            # and made again under the same id and start): read it again for the next request.
+            _index_in(db, study_reader, current.id)
         raise NotCurrent()
     answer = Answer(
-        schedule_entry_id=entry.id,
+        schedule_entry_id=shown.entry_id,
         study_reader_id=study_reader.id,
         answer=parsed.answer,
         confidence=parsed.confidence,
         reason=parsed.reason,
         second_answer=parsed.second_answer,
-        shown_at=entry.first_shown_at,
+        shown_at=current.first_shown_at,
         duration_ms=parsed.duration_ms,
     )
     db.add(answer)
@@ -325,48 +402,42 @@ def record_answer(
     except IntegrityError:
         # Another request stored an answer for this entry between our check and our insert.
         db.rollback()
-        stored = _answer_of(db, entry)
+        stored = _answer_of(db, reader_id, shown.entry_id)
         if stored is None:
             raise
-        return _repeat_or_conflict(reading, form, stored)
-    if study_reader.finished_at is None and not db.scalar(
-        select(_unanswered(study_reader).exists())
-    ):
+        return _repeat_or_conflict(reading, form, stored), None
+    # Every answer belongs to one of the reader's entries, at most one each: the count says
+    # whether this was the last one, and whether the answers are exactly entries 0..index.
+    answered = int(answered or 0) + 1
+    if answered == len(sequence.entries) and study_reader.finished_at is None:
         study_reader.finished_at = utcnow()
         db.flush()
-    return answer
+    return answer, ((sequence, index) if answered == index + 1 else None)
 
 
 def practice_feedback(db: Session, study_reader: StudyReader, answer: Answer) -> Feedback | None:
     """Whether a practice answer was right, when the study gives feedback; never for scored
     images, whose truth the reader must not learn."""
-    # The entry is already in the session (record_answer loaded it): no query for scored ones.
-    shown = db.get(ScheduleEntry, answer.schedule_entry_id)
-    if shown is None or not shown.practice:
-        return None
+    sequence, index = _index_in(db, study_reader, answer.schedule_entry_id)
+    if not sequence.entries[index].practice:
+        return None  # scored: no query at all
     if not _reading_options(db, study_reader.study_id).practice_feedback:
         return None
-    row = db.execute(
-        select(ScheduleEntry, Image)
-        .join(StudyItem, StudyItem.id == ScheduleEntry.study_item_id)
-        .join(Image, Image.id == StudyItem.image_id)
+    origin = db.scalar(
+        select(Image.origin)
+        .join(StudyItem, StudyItem.image_id == Image.id)
+        .join(ScheduleEntry, ScheduleEntry.study_item_id == StudyItem.id)
         .where(ScheduleEntry.id == answer.schedule_entry_id)
-    ).first()
-    if row is None or not row[0].practice:
+    )
+    if origin is None:
         return None
-    entry, image = row
-    synthetic = image.origin.value == "synthetic"
+    synthetic = origin.value == "synthetic"
     correct = (
         None if answer.answer == "uncertain" else answer.answer == ("fake" if synthetic else "real")
     )
     opening = {None: "This", True: "Correct: this", False: "Not quite: this"}[correct]
     message = f"{opening} practice image was {'synthetic (fake)' if synthetic else 'real'}."
-    following = db.scalar(
-        select(ScheduleEntry.practice).where(
-            ScheduleEntry.study_reader_id == entry.study_reader_id,
-            ScheduleEntry.position == entry.position + 1,
-        )
-    )
-    if following is False:
+    following = sequence.at(index + 1)
+    if following is not None and not following.practice:
         message += " Practice is over: from now on answers count."
     return Feedback(correct, message)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import make_url, select
 from sqlalchemy.exc import OperationalError
@@ -31,6 +31,11 @@ from app.db import get_sessionmaker, make_engine
 from app.domain.leakage import ChannelResult, describe, leaking
 from app.models import Role, ScheduleEntry, Study, StudyKind, StudyReader, User
 from app.reading.blinding_audit import Served, leakage_channels, opaque_id_problems, truth_of
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    AppFactory = Callable[[], FastAPI]
 
 # Readers walked: position, opaque id and response time are redrawn per reader, and their
 # AUCs are averaged over the walks (app/domain/leakage.py).
@@ -120,17 +125,16 @@ def throwaway_sessions() -> AbstractContextManager[Callable[[], Session]]:
 
 
 def _walk(
-    make_session: Callable[[], Session], study_id: int, walks: int
+    make_session: Callable[[], Session], study_id: int, walks: int, app_factory: AppFactory
 ) -> tuple[list[str], list[ChannelResult]]:
     # The web app is heavy to import; only the walk needs it.
     from app.auth.service import start_session
     from app.auth.tokens import sign
     from app.deps import SESSION_COOKIE, get_db
-    from app.main import create_app
     from app.reading.asgi_client import InProcessClient
     from app.reading.blinding_audit import audit_blinding
 
-    app = create_app()
+    app = app_factory()
 
     def db_override() -> Iterator[Session]:
         session = make_session()
@@ -170,8 +174,11 @@ def _walk(
     return findings, channels
 
 
-def audit_study(study_id: int, walks: int = AUDIT_WALKS) -> AuditReport:
-    """Every finding that could unblind the study's readers; empty findings mean it passed."""
+def audit_study(study_id: int, app_factory: AppFactory, walks: int = AUDIT_WALKS) -> AuditReport:
+    """Every finding that could unblind the study's readers; empty findings mean it passed.
+
+    ``app_factory`` is `app.main.create_app`, passed in by the caller so that this package
+    needs nothing from the module that assembles every package's routes."""
     with get_sessionmaker()() as db:
         study = db.get(Study, study_id)
         if study is None:
@@ -186,7 +193,7 @@ def audit_study(study_id: int, walks: int = AUDIT_WALKS) -> AuditReport:
     findings = opaque_id_problems(stored, "stored opaque ids")
     try:
         with throwaway_sessions() as make_session:
-            walked, channels = _walk(make_session, study_id, walks)
+            walked, channels = _walk(make_session, study_id, walks, app_factory)
     except (OperationalError, sqlite3.Error) as exc:
         raise AuditRefused(f"The audit could not use the database: {exc}") from exc
     return AuditReport(study_id, name, len(stored), findings + walked, channels)

@@ -164,12 +164,14 @@ def simulated_walks(db: Session, study: Study, walks: int = WALKS) -> list[list[
 
 
 def _decode_grey(data: bytes) -> np.ndarray:
+    """The served image as grey levels: a colour study's RGB through BT.601 luminance, the
+    way the HTTP audit (app/reading/blinding_audit.py) looks at borders, so both agree."""
     import io
 
     from PIL import Image as PILImage
 
     with PILImage.open(io.BytesIO(data)) as im:
-        return np.asarray(im)
+        return np.asarray(im.convert("L") if im.mode != "L" else im)
 
 
 def audit_json(
@@ -270,7 +272,8 @@ def methods_line(study: Study) -> str | None:
     failing = leaking(results)
     line = (
         f"Blinding audit ({audit.get('how', 'served bytes')}): every image served as the same "
-        f"{audit['geometry']['size']} px 8-bit grey PNG of one byte length, "
+        f"{audit['geometry']['size']} px 8-bit "
+        f"{'RGB' if audit['geometry'].get('colour') else 'grey'} PNG of one byte length, "
         f"{'centre-cropped' if audit['geometry']['aspect'] == 'crop' else 'padded'} to square"
         + (
             f", every source first brought to {audit['geometry']['native']} px"

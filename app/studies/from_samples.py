@@ -41,7 +41,7 @@ from app.domain.real_matching import (
 )
 from app.imagesets.service import MAX_SET_NAME, IngestError, create_image_set
 from app.jobs.service import JobNotFound
-from app.models import Dataset, DatasetStatus, Image, ImageSet, Job, JobStatus, Origin, Study
+from app.models import Dataset, Image, ImageSet, Job, JobStatus, Origin, Study
 from app.studies.design import DisplayOptions, ReadingOptions
 from app.studies.service import StudyDesignError, create_study
 from ml.data.classes import class_name
@@ -149,13 +149,19 @@ def _synthetic_set(db: Session, job: Job) -> ImageSet:
 def _dataset_of(db: Session, job: Job, principal: Principal) -> tuple[Dataset, Job]:
     train_id = job.params.get("train_job_id")
     train = db.get(Job, train_id) if isinstance(train_id, int) else None
+    if train is not None and train.type == "import_generator":
+        raise FromSamplesError(
+            "These images come from an imported generator, which has no dataset of its own to "
+            "draw matched real images from. Make the study on the New study page, with a set of "
+            "real images beside this synthetic set."
+        )
     if train is None or train.type != "train_gan":
         raise FromSamplesError(f"The GAN training job of sampling job {job.id} no longer exists.")
     try:
         dataset = datasets.get_dataset(db, train.params["dataset_id"], principal)
     except (KeyError, datasets.DatasetNotFound):
         raise FromSamplesError("The dataset this GAN was trained on no longer exists.") from None
-    if dataset.status is not DatasetStatus.ready or not dataset.content_hash:
+    if not dataset.is_ready:
         raise FromSamplesError(f"Dataset {dataset.name!r} is not ready.")
     if dataset.content_hash != train.params.get("dataset_hash"):
         raise FromSamplesError(

@@ -89,6 +89,7 @@ def statistics_for(
         policy=policy or preregistered,
         margin=margin,
         alternative=study_alternative(study),
+        first=reading.first,
     )
     # Multi-reader multi-case ROC analysis of the confidence ratings (independent of policy).
     stats["mrmc"] = mrmc_section(reading.first)

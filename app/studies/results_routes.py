@@ -11,7 +11,7 @@ from app.deps import DbDep, Researcher
 from app.studies.export import answers_csv, imrmc_text, statistics_json
 from app.studies.imports import ImportRatingsError, import_ratings, name_problems
 from app.studies.ratings import answer_rows, study_ratings
-from app.studies.routes import study_for
+from app.studies.sharing import study_for
 from app.web.body_limit import upload_limit
 from app.web.templating import redirect, render
 

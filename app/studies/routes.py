@@ -6,15 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 from starlette.datastructures import FormData
 
 from app.auth import service as auth_service
 from app.auth.service import Principal
 from app.config import get_settings
-from app.deps import DbDep, Forbidden, Researcher
-from app.domain.not_found import NotFound
-from app.models import Invite, Study, User
+from app.deps import DbDep, Researcher
+from app.models import Study
 from app.studies import blinding_gate, display, service, sharing
 from app.studies.design import load_design
 from app.studies.design_form import parse_design_form
@@ -23,8 +21,7 @@ from app.web.templating import redirect, render
 router = APIRouter(prefix="/studies")
 
 
-class StudyNotFound(NotFound):
-    noun = "study"
+study_for = sharing.study_for
 
 
 async def form_data(request: Request) -> FormData:
@@ -32,20 +29,6 @@ async def form_data(request: Request) -> FormData:
 
 
 FormDep = Annotated[FormData, Depends(form_data)]
-
-
-def study_for(db: DbDep, study_id: int, principal: Principal, *, change: bool = False) -> Study:
-    """The study if the principal may see it (and, with ``change``, modify it).
-
-    Someone who may not see it gets the same 404 as for a missing id, so ids are not probed;
-    a collaborator it is shared with learns only that changes are the owner's.
-    """
-    study = db.get(Study, study_id)
-    if study is None or not sharing.can_view(db, study, principal):
-        raise StudyNotFound(study_id)
-    if change and not sharing.can_change(study, principal):
-        raise Forbidden("This study is shared with you to read; only its owner can change it.")
-    return study
 
 
 def owned_study(study_id: int, db: DbDep, principal: Researcher) -> Study:
@@ -60,12 +43,7 @@ OwnedStudy = Annotated[Study, Depends(owned_study)]
 
 @router.get("")
 def study_list(request: Request, db: DbDep, principal: Researcher) -> Response:
-    query = select(Study).order_by(Study.id.desc())
-    if not principal.is_admin:
-        query = query.where(sharing.visible_studies(principal))
-    studies = list(db.scalars(query))
-    owner_ids = {s.owner_id for s in studies}
-    owners = {u.id: u.username for u in db.scalars(select(User).where(User.id.in_(owner_ids)))}
+    studies, owners = sharing.listed_studies(db, principal)
     context = {
         "studies": studies,
         "owners": owners,
@@ -132,9 +110,7 @@ def create_study(request: Request, db: DbDep, principal: Researcher, form: FormD
 def _study_page(
     request: Request, db: DbDep, study: Study, principal: Principal, **extra: object
 ) -> Response:
-    invites = list(
-        db.scalars(select(Invite).where(Invite.study_id == study.id).order_by(Invite.id.desc()))
-    )
+    invites = sharing.invites_of(db, study)
     context = {
         "study": study,
         "design": load_design(study.design) if study.design else None,

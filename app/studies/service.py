@@ -95,7 +95,11 @@ def create_study(
     )
     db.flush()
     chosen = display.study_images(db, study.id)
-    geometry = display.geometry_for(display_options, [(i.width, i.height) for i in chosen])
+    geometry = display.geometry_for(
+        display_options,
+        [(i.width, i.height) for i in chosen],
+        colour=display.sets_in_colour(db, image_set_ids),
+    )
     study.design = {**study.design, "geometry": geometry.to_json()}
     unrendered = display.render_study(db, study, geometry)
     blinding_gate.run_gate(db, study, geometry, unrendered=unrendered)

@@ -10,7 +10,13 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from app.auth.service import Principal
-from app.models import Role, Study, StudyShare, User
+from app.domain.forbidden import Forbidden
+from app.domain.not_found import NotFound
+from app.models import Invite, Role, Study, StudyShare, User
+
+
+class StudyNotFound(NotFound):
+    noun = "study"
 
 
 class ShareError(Exception):
@@ -32,6 +38,37 @@ def is_shared_with(db: Session, study_id: int, user_id: int) -> bool:
         db.scalar(
             select(exists().where(StudyShare.study_id == study_id, StudyShare.user_id == user_id))
         )
+    )
+
+
+def study_for(db: Session, study_id: int, principal: Principal, *, change: bool = False) -> Study:
+    """The study if the principal may see it (and, with ``change``, modify it).
+
+    Someone who may not see it gets the same 404 as for a missing id, so ids are not probed;
+    a collaborator it is shared with learns only that changes are the owner's.
+    """
+    study = db.get(Study, study_id)
+    if study is None or not can_view(db, study, principal):
+        raise StudyNotFound(study_id)
+    if change and not can_change(study, principal):
+        raise Forbidden("This study is shared with you to read; only its owner can change it.")
+    return study
+
+
+def listed_studies(db: Session, principal: Principal) -> tuple[list[Study], dict[int, str]]:
+    """The studies the principal may see, newest first, and their owners' usernames."""
+    query = select(Study).order_by(Study.id.desc())
+    if not principal.is_admin:
+        query = query.where(visible_studies(principal))
+    studies = list(db.scalars(query))
+    owner_ids = {s.owner_id for s in studies}
+    owners = {u.id: u.username for u in db.scalars(select(User).where(User.id.in_(owner_ids)))}
+    return studies, owners
+
+
+def invites_of(db: Session, study: Study) -> list[Invite]:
+    return list(
+        db.scalars(select(Invite).where(Invite.study_id == study.id).order_by(Invite.id.desc()))
     )
 
 

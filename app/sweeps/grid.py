@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from app.domain.form_values import choice
 from app.evaluation.options import CLASSIFIER_PRESETS, classifier_config
 from app.gans.options import PRESETS as GAN_PRESETS
 from app.gans.options import gan_config
@@ -182,10 +183,7 @@ def _name(raw: str) -> str:
 
 def _choice(raw: str, choices: Iterable[str], field_name: str, what: str) -> str:
     options = list(choices)
-    value = (raw or "").strip()
-    if value not in options:
-        raise SpecError(field_name, f"{what}: choose one of {', '.join(options)}.")
-    return value
+    return choice(field_name, raw, options, f"{what}: choose one of {', '.join(options)}.")
 
 
 def _resolutions(raw: str, facts: DatasetFacts) -> tuple[int, ...]:

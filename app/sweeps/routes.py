@@ -6,7 +6,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from app.auth.service import Principal
 from app.datasets import service as datasets
@@ -15,7 +14,6 @@ from app.deps import DbDep, Researcher
 from app.evaluation.options import CLASSIFIER_PRESETS
 from app.gans.options import PRESETS as GAN_PRESETS
 from app.jobs.specs import QUEUES, SpecError
-from app.models import Dataset, DatasetStatus
 from app.sweeps import grid, service
 from app.web.templating import redirect, render
 
@@ -49,12 +47,9 @@ DEFAULTS = {
 def _form(
     db: DbDep, principal: Principal, values: dict[str, str], errors: dict[str, str]
 ) -> dict[str, Any]:
-    ready = select(Dataset).where(
-        Dataset.status == DatasetStatus.ready, datasets.visible(principal)
-    )
     return {
         "sweeps": service.list_sweeps(db, principal),
-        "datasets": list(db.scalars(ready.order_by(Dataset.id.desc()))),
+        "datasets": datasets.ready_datasets(db, principal),
         "gan_presets": list(GAN_PRESETS),
         "classifier_presets": list(CLASSIFIER_PRESETS),
         "sweepable": grid.SWEEPABLE,

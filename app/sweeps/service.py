@@ -28,7 +28,7 @@ from app.db import get_sessionmaker
 from app.domain.not_found import NotFound
 from app.jobs.service import commit_and_enqueue
 from app.jobs.specs import SpecError
-from app.models import Dataset, DatasetStatus, Job, JobStatus, Sweep
+from app.models import Dataset, Job, JobStatus, Sweep
 from app.sweeps import grid, stages, views
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,7 @@ def _root(db: Session, principal: Principal, raw_id: str) -> Dataset:
         dataset = datasets.get_dataset(db, int(raw_id), principal)
     except (ValueError, datasets.DatasetNotFound):
         raise SpecError("dataset", "Choose one of your ready datasets.") from None
-    if dataset.status is not DatasetStatus.ready:
-        raise SpecError("dataset", f"{dataset.name} is not ready yet; wait for its import.")
+    datasets.require_ready(dataset)
     return dataset
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 
 from sqlalchemy.orm import Session
 
+from app.auth.service import Principal, acting_for
 from app.datasets.options import parse_subset_options
 from app.datasets.service import start_subset
 from app.evaluation.service import start_classifier
@@ -91,12 +92,18 @@ def _sample(
     )
 
 
+def _owner(db: Session, sweep: Sweep) -> Principal | None:
+    """The sweep's owner: its classifiers see what the owner may see (None: made without one,
+    from the command line, so nothing to limit)."""
+    return acting_for(db, sweep.owner_id) if sweep.owner_id is not None else None
+
+
 def _real(
     db: Session, sweep: Sweep, spec: SweepSpec, step: Step, jobs: Mapping[str, Job], root: Dataset
 ) -> Job:
     dataset = _dataset(db, step.data, jobs, root)
     values = classifier_values(spec, step.point.resolution, train_on="real")
-    return start_classifier(db, None, dataset, values, queue=spec.queue, owner_id=sweep.owner_id)
+    return start_classifier(db, _owner(db, sweep), dataset, values, queue=spec.queue)
 
 
 def _synthetic(
@@ -115,7 +122,7 @@ def _synthetic(
         image_set_id=str(set_id),
         test_set_ids=str(set_id),
     )
-    return start_classifier(db, None, dataset, values, queue=spec.queue, owner_id=sweep.owner_id)
+    return start_classifier(db, _owner(db, sweep), dataset, values, queue=spec.queue)
 
 
 CREATORS: dict[str, Creator] = {

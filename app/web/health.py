@@ -21,7 +21,7 @@ def _database_ok() -> tuple[bool, str]:
 
 
 def _broker_ok() -> tuple[bool, str]:
-    from workers.celery_app import celery_app
+    from app.queue import celery_app
 
     try:
         with celery_app.connection_for_write() as conn:

@@ -6,18 +6,23 @@ parent only copies the small rows into the store, so throughput scales with the 
 Results come back in record order whatever the pool does, so a pooled import writes the same
 store as a serial one, byte for byte.
 
-Memory is bounded: files go out in chunks and at most `2 * workers` chunks are in flight; a
-chunk's results are dropped once the parent has stored them. The pool is `ml.data.pools`'
-(fork server; its processes exit with the import).
+Memory is bounded: files go out in tasks of up to `CHUNK` files and at most `2 * workers`
+tasks are in flight; a task's results are dropped once the parent has stored them. The pool
+is `ml.data.pools`' (fork server; its processes exit with the import, and it runs inside a
+Celery prefork pool process too).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +32,8 @@ from PIL import Image
 
 from ml.data.dicom import decode_dicom_values, window_stack
 from ml.data.errors import ImageDecodeError, NotAnImageError
-from ml.data.images import load_grey_image, load_image, sniff_format
-from ml.data.pools import pool_allowed, process_pool
+from ml.data.images import load_grey_image, load_image, load_rgb_image, sniff_format
+from ml.data.pools import pool_allowed, process_pool, terminate
 from ml.data.resize import ResizeRule, square_image
 from ml.data.store import StoreDtype, encode_rows
 
@@ -39,11 +44,13 @@ __all__ = [
     "Decoded",
     "decode_file",
     "decoded_in_order",
+    "decoding_processes",
 ]
 
 STACK_PRESETS = ("brain", "subdural", "bone")  # the three channels of `window="stack"`
 NOT_CT = "not a CT DICOM; a window stack needs Hounsfield units"
-CHUNK = 32  # files per task: large enough to hide the round trip, small enough to balance
+CHUNK = 32  # most files per task: enough to hide the round trip of small files
+TASK_S = 0.25  # the time a task aims at (`_task_size`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,7 @@ class DecodeSettings:
     rule: ResizeRule
     channels: int
     dtype: StoreDtype = "uint8"
+    colour: bool = False  # RGB rows (`load_rgb_image`), channels 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,8 @@ def decode_file(settings: DecodeSettings, path: Path | str | None, rel: str) -> 
         data = Path(path).read_bytes()
         if settings.stack:
             pixels = _stacked(data)
+        elif settings.colour:
+            pixels = load_rgb_image(data, window=settings.window)
         else:
             image = load_grey_image(data) if settings.channels == 1 else None
             if image is None:
@@ -127,8 +137,40 @@ def _stacked(data: bytes) -> NDArray[np.float32]:
     return out
 
 
-def _decode_chunk(settings: DecodeSettings, files: list[tuple[str | None, str]]) -> list[Decoded]:
-    return [decode_file(settings, path, rel) for path, rel in files]
+_DECODERS: ContextVar[set[int] | None] = ContextVar("decoders", default=None)
+
+
+@contextmanager
+def decoding_processes() -> Iterator[set[int]]:
+    """The ids of the processes that decode files for `decoded_in_order` inside the block,
+    filled in as they do: an import job reports their number, the proof that its pool ran."""
+    pids: set[int] = set()
+    token = _DECODERS.set(pids)
+    try:
+        yield pids
+    finally:
+        _DECODERS.reset(token)
+
+
+def _decoded_by(pid: int) -> None:
+    pids = _DECODERS.get()
+    if pids is not None:
+        pids.add(pid)
+
+
+def _decode_chunk(
+    settings: DecodeSettings, files: list[tuple[str | None, str]]
+) -> tuple[int, float, list[Decoded]]:
+    """The decoded files, with the process that decoded them and how long that took."""
+    started = time.perf_counter()
+    decoded = [decode_file(settings, path, rel) for path, rel in files]
+    return os.getpid(), time.perf_counter() - started, decoded
+
+
+def _task_size(seconds_per_file: float, largest: int) -> int:
+    """Files per task so that a task takes about `TASK_S`: a few large radiographs or
+    `largest` small PNGs (whose round trip would otherwise cost more than their decoding)."""
+    return max(1, min(largest, round(TASK_S / max(seconds_per_file, 1e-6))))
 
 
 def decoded_in_order(
@@ -140,36 +182,58 @@ def decoded_in_order(
 ) -> Iterator[Decoded]:
     """`decode_file` of every (path, path inside the dataset) in `files`, yielded in order.
 
-    With `workers` > 1 (and more than one chunk of files) a process pool decodes ahead of the
-    consumer, at most `2 * workers` chunks ahead. Closing the iterator early (an exception in
-    the consumer, a stop) cancels what is queued and waits for the running chunks to end, so
-    no process outlives the import.
+    With `workers` > 1 (and more than `chunk` files) a process pool decodes ahead of the
+    consumer, at most `2 * workers` tasks ahead; this process decodes the first files while
+    the pool starts. A task is one file at first, then as many files (at most `chunk`) as
+    take about `TASK_S`, so the consumer, which checks for a stop between files, is never long
+    without one. Closing
+    the iterator early (an exception in the consumer, a stop) kills the pool's processes:
+    their work is no longer wanted, and no process outlives the import.
     """
     chunk = max(1, chunk)
     n_chunks = -(-len(files) // chunk)
     workers = min(max(1, workers), n_chunks)
     if workers <= 1 or not pool_allowed():
+        if files:
+            _decoded_by(os.getpid())
         for path, rel in files:
             yield decode_file(settings, path, rel)
         return
     pool = process_pool(workers)
-    queued: deque[Future[list[Decoded]]] = deque()
+    queued: deque[Future[tuple[int, float, list[Decoded]]]] = deque()
+    start, size, finished = 0, 1, False
+
+    def submit() -> None:
+        nonlocal start
+        part = _part(files, start, size)
+        start += len(part)
+        queued.append(pool.submit(_decode_chunk, settings, part))
+
     try:
-        starts = iter(range(0, len(files), chunk))
-        for start in starts:
-            part = _part(files, start, chunk)
-            queued.append(pool.submit(_decode_chunk, settings, part))
-            if len(queued) >= 2 * workers:
-                break
+        # The pool's processes take a while to start (a fork server, then their imports:
+        # seconds on a busy machine); this process decodes meanwhile, so that results, and
+        # the consumer's progress and stop checks, never wait on that.
+        warming = [pool.submit(os.getpid) for _ in range(workers)]
+        while start < len(files) and not all(f.done() for f in warming):
+            path, rel = files[start]
+            start += 1
+            _decoded_by(os.getpid())
+            yield decode_file(settings, path, rel)
+        while start < len(files) and len(queued) < 2 * workers:
+            submit()
         while queued:
-            results = queued.popleft().result()
-            start = next(starts, None)
-            if start is not None:
-                part = _part(files, start, chunk)
-                queued.append(pool.submit(_decode_chunk, settings, part))
+            pid, seconds, results = queued.popleft().result()
+            _decoded_by(pid)
+            size = _task_size(seconds / max(1, len(results)), chunk)
+            if start < len(files):
+                submit()
             yield from results
+        finished = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            terminate(pool)
 
 
 def _part(

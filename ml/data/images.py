@@ -31,6 +31,7 @@ __all__ = [
     "ImageMeta",
     "load_grey_image",
     "load_image",
+    "load_rgb_image",
     "sniff_format",
 ]
 
@@ -113,6 +114,52 @@ def load_grey_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise _classify(exc, _PIL_FORMAT[fmt]) from exc
     return Image.fromarray(pixels)
+
+
+def load_rgb_image(
+    source: Source,
+    *,
+    name_hint: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    window: tuple[float, float] | None = None,
+) -> NDArray[np.float32]:
+    """(3, h, w) float32 in [0, 1]: a PNG or JPEG's R, G, B, for a colour import.
+
+    Transparent pixels are composited onto black, as `load_image` does; a grey file (8 or 16
+    bit) and a DICOM (decoded by `load_image`, `window` applied) repeat their grey in all three
+    channels, so one colour dataset can hold both.
+    """
+    data = read_source_bytes(source)
+    fmt = sniff_format(data[:132])
+    if fmt not in _PIL_FORMAT:
+        grey = load_image(data, name_hint=name_hint, max_pixels=max_pixels, window=window).pixels
+        return np.repeat(grey[None], 3, axis=0)
+    try:
+        with _open_raster(data, fmt, max_pixels) as im:
+            try:
+                return _to_rgb(_upright(im))
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+                raise _classify(exc, _PIL_FORMAT[fmt]) from exc
+    except ImageDecodeError as exc:
+        if name_hint:
+            exc.reason = f"{name_hint}: {exc.reason}"
+            exc.args = (exc.reason,)
+        raise
+
+
+def _to_rgb(im: Image.Image) -> NDArray[np.float32]:
+    """(3, h, w) in [0, 1] of a decoded raster; grey modes keep their precision, repeated."""
+    if im.mode.startswith("I") or im.mode in ("1", "L", "F"):
+        grey, _ = _to_grey(im)
+        return np.repeat(grey[None], 3, axis=0)
+    has_alpha = im.mode in ("LA", "RGBA", "PA", "La", "RGBa") or "transparency" in im.info
+    codes = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
+    rgb = _UNIT8[codes[..., :3]]
+    if has_alpha:
+        # Premultiplied in float64 and rounded once, as the grey path composites.
+        alpha = codes[..., 3:4].astype(np.float64) / 255.0
+        rgb = (rgb.astype(np.float64) * alpha).astype(np.float32)
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
 
 
 def _load_raster(data: bytes, fmt: str, max_pixels: int) -> DecodedImage:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zipfile
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ml.data.colour import COLOUR_MODES, resolve_colour
 from ml.data.decode_pool import (
     NOT_CT,
     STACK_PRESETS,
@@ -111,6 +113,7 @@ def prepare_dataset(
     window: tuple[float, float] | str | None = None,
     format_options: dict[str, Any] | None = None,
     rule: ResizeRule = "pad",
+    colour: str = "grey",
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
     workers: int | None = 1,
@@ -125,6 +128,11 @@ def prepare_dataset(
     brain, subdural and bone windows of each CT slice's Hounsfield units (`window_stack`, the
     RSNA hemorrhage winners' input); a file that is not a DICOM is then an error line.
     `format_options` go to the format's reader.
+
+    `colour` is "grey" (every image as BT.601 luminance, one channel), "rgb" (three channels,
+    R, G, B; grey files repeat their grey) or "auto": "rgb" when a sample of the source images
+    is colour (`ml.data.colour.resolve_colour`; MedMNIST: when its arrays have a colour axis),
+    else "grey". It cannot be combined with `window="stack"`, which has its own three channels.
 
     Splits are patient-disjoint (`patient_split` over (key, patient key, label tuple)) with
     `split_fractions` (default train 0.7 / val 0.1 / test 0.2) and `seed`. MedMNIST is the
@@ -152,6 +160,10 @@ def prepare_dataset(
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     stack = window == WINDOW_STACK
+    if colour not in COLOUR_MODES:
+        raise ValueError(f"colour must be one of {COLOUR_MODES}, got {colour!r}")
+    if stack and colour == "rgb":
+        raise ValueError('window="stack" stores CT windows as channels; it cannot be colour')
     voi = None if stack else _window(window)
     fractions = dict(split_fractions) if split_fractions is not None else DEFAULT_FRACTIONS
     source = Path(source)
@@ -166,18 +178,22 @@ def prepare_dataset(
     root = source if source.is_dir() else source.parent
     keys = _PatientKeys(salt)
     mask = _id_masker(records, salt, keys)
+    rgb = not stack and _is_colour(colour, records)
     settings = DecodeSettings(
         salt=salt,
         window=voi,
         stack=stack,
         resolutions=tuple(sorted({int(r) for r in resolutions})),
         rule=rule,
-        channels=len(STACK_PRESETS) if stack else 1,
+        channels=len(STACK_PRESETS) if stack else 3 if rgb else 1,
+        colour=rgb,
     )
     recipe = {
         "format": key_fmt,
         "source": str(source),
-        "settings": [settings.window, settings.stack, settings.resolutions, rule],
+        # Colour only when on, so a grey import's journal fingerprint is what it was.
+        "settings": [settings.window, settings.stack, settings.resolutions, rule]
+        + (["rgb"] if rgb else []),
         "labels": label_names,
         # Only the splits depend on these, but a finished import is returned as it is.
         "splits": [sorted(fractions.items()), seed],
@@ -370,7 +386,7 @@ def _outcomes(
                 yield Decoded(reason=NOT_CT)
             else:
                 try:
-                    pixels, digest = npz.row(record)
+                    pixels, digest = npz.row(record, settings.colour)
                 except (ImageDecodeError, OSError) as exc:
                     reason = exc.reason if isinstance(exc, ImageDecodeError) else str(exc)
                     yield Decoded(reason=reason)
@@ -492,7 +508,7 @@ class _NpzRows:
         self._split: str | None = None
         self._images: NDArray[np.uint8] | None = None
 
-    def row(self, record: Record) -> tuple[NDArray[np.float32], str]:
+    def row(self, record: Record, colour: bool = False) -> tuple[NDArray[np.float32], str]:
         assert record.path is not None and record.array_index is not None
         split = _official_split(record)
         if self._path != record.path:
@@ -509,15 +525,50 @@ class _NpzRows:
                 "expected uint8 (h, w) or (h, w, 3)"
             )
         pixels = row.astype(np.float32) / 255.0
+        if colour:
+            # (3, h, w): a grey row repeated, an RGB row's channels moved first.
+            rgb = pixels[..., :3] if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, -1)
+            return np.ascontiguousarray(rgb.transpose(2, 0, 1)), _sha(row)
         if pixels.ndim == 3:
             # RGB MedMNIST sets (PathMNIST, DermaMNIST...) become BT.601 luminance.
             pixels = pixels[..., :3] @ np.asarray(LUMA_WEIGHTS, dtype=np.float32)
-        return pixels, hashlib.sha256(row.tobytes()).hexdigest()
+        return pixels, _sha(row)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
         self._file = self._path = self._split = self._images = None
+
+
+def _sha(row: NDArray[np.uint8]) -> str:
+    return hashlib.sha256(row.tobytes()).hexdigest()
+
+
+def _is_colour(colour: str, records: list[Record]) -> bool:
+    """Whether the import stores RGB (`resolve_colour`; MedMNIST arrays by their shape)."""
+    if colour != "auto" or not any(r.array_index is not None for r in records):
+        return resolve_colour(colour, [r.path for r in records])
+    path = next(r.path for r in records if r.array_index is not None)
+    assert path is not None
+    return any(len(shape) == 4 and shape[-1] >= 3 for shape in _npz_image_shapes(path))
+
+
+def _npz_image_shapes(path: Path) -> list[tuple[int, ...]]:
+    """Shapes of an npz's `*_images` arrays from their headers: MedMNIST's 224 px arrays run
+    to gigabytes, and `np.load(...)[name]` would read them whole."""
+    shapes = []
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if not name.endswith("_images.npy"):
+                continue
+            with archive.open(name) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, _ = np.lib.format.read_array_header_1_0(fh)
+                else:
+                    shape, _, _ = np.lib.format.read_array_header_2_0(fh)
+            shapes.append(tuple(shape))
+    return shapes
 
 
 def _nothing_imported(source: Path, errors: list[str], what: str) -> str:

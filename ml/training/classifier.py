@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ml import run_folder
 from ml.data.store import Entry, PreparedDataset, open_dataset
 from ml.data.training_images import TrainingImages
 from ml.devices import resolve_device
@@ -50,13 +51,13 @@ from ml.training import checkpoint as ckpt
 from ml.training.classifier_config import ClassifierConfig
 from ml.training.run_log import stop_before_write
 
-CHECKPOINT = "checkpoint.pt"
-BEST = "best.pt"
-METRICS = "metrics.jsonl"
+CHECKPOINT = run_folder.CHECKPOINT
+BEST = run_folder.BEST
+METRICS = run_folder.METRICS
 PREDICTIONS = "predictions.npz"
-FEATURES = "features.pt"
-CLASSIFIER = "classifier.pt"
-RESULT = "result.json"
+FEATURES = run_folder.FEATURES
+CLASSIFIER = run_folder.CLASSIFIER
+RESULT = run_folder.RESULT
 NONE_POSITIVE = "none positive"
 EVAL_BATCH = 64
 # One image of a class makes the validation AUC a single comparison (0, 0.5 or 1), not an

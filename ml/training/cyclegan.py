@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ml import run_folder
 from ml.data.store import open_dataset
 from ml.data.training_images import TrainingImages
 from ml.networks.cyclegan import (
@@ -47,11 +47,11 @@ from ml.networks.cyclegan import (
 )
 from ml.progress import ProgressFn, StopFn, Stopped, never_stop, no_progress
 from ml.training import checkpoint as ckpt
-from ml.training import run_log
+from ml.training import run_log, ticks
 from ml.training.grid import save_grid, to_uint8
 
-CHECKPOINT = "checkpoint.pt"
-MANIFEST = "manifest.csv"
+CHECKPOINT = run_folder.CHECKPOINT
+MANIFEST = run_folder.MANIFEST
 DIRECTIONS = ("a2b", "b2a")
 EVAL_BATCH = 16
 
@@ -289,7 +289,7 @@ def train_cyclegan(
     data_b = TrainingImages(dataset_b, config.resolution, config.split)
     hashes = (data_a.store.info.content_hash, data_b.store.info.content_hash)
     run = _Run(config, device)
-    metrics_log, snapshots_log = out / "metrics.jsonl", out / "snapshots.jsonl"
+    metrics_log, snapshots_log = out / run_folder.METRICS, out / run_folder.SNAPSHOTS
     if (out / CHECKPOINT).exists():
         state = ckpt.load(out / CHECKPOINT, device)
         # The device may differ (a retry on another worker): it changes speed, not the run.
@@ -306,29 +306,27 @@ def train_cyclegan(
     eval_b, split_b = _eval_images(dataset_b, config)
     _write_run_info(out, config, run, data_a, data_b, hashes, (split_a, split_b))
     total = int(config.kimg * 1000)
-    tick_start, tick_nimg, sums, steps = time.perf_counter(), run.nimg, {}, 0
     started, started_nimg = time.perf_counter(), run.nimg
-    while run.nimg < total:
-        if should_stop():
-            raise Stopped(f"stopped at {run.nimg / 1000:.3f} kimg")
-        for key, value in _train_step(run, data_a, data_b).items():
-            sums[key] = sums.get(key, 0.0) + value
-        steps += 1
-        run.nimg += config.batch_size
-        done = run.nimg >= total
-        if run.nimg - tick_nimg < config.tick_kimg * 1000 and not done:
-            continue
-        run.tick += 1
-        seconds = time.perf_counter() - tick_start
-        means = {k: v / steps for k, v in sums.items()}
-        record = run_log.tick_record(run.tick, run.nimg, tick_nimg, seconds, means)
-        if run_log.stop_before_write(should_stop):  # a lost job must not log one more line
-            raise Stopped(f"stopped at {run.nimg / 1000:.3f} kimg")
+
+    def write_tick(record: dict[str, Any]) -> None:
         run_log.append(metrics_log, record)
         progress(run.nimg, total, _tick_message(record))
-        if run.tick % config.snapshot_ticks == 0 or done:
-            _snapshot(run, out, eval_a, eval_b, hashes, list(data_a.class_names), should_stop)
-        tick_start, tick_nimg, sums, steps = time.perf_counter(), run.nimg, {}, 0
+
+    def snapshot() -> bool:
+        _snapshot(run, out, eval_a, eval_b, hashes, list(data_a.class_names), should_stop)
+        return False  # no early stopping: a CycleGAN has no FID to stop on
+
+    ticks.run_ticks(
+        run,
+        ticks.Schedule(config.kimg, config.batch_size, config.tick_kimg, config.snapshot_ticks),
+        lambda: _train_step(run, data_a, data_b),
+        should_stop=should_stop,
+        # A lost job must not log one more line.
+        stop_before_write=lambda: run_log.stop_before_write(should_stop),
+        write_tick=write_tick,
+        snapshot=snapshot,
+        kimg_decimals=3,
+    )
     elapsed = time.perf_counter() - started
     return CycleGanResult(
         kimg=run.nimg / 1000.0,
@@ -383,7 +381,7 @@ def _snapshot(
     record = {"snapshot": run.snapshot, "kimg": round(run.nimg / 1000.0, 6), "grid": grid.name}
     record |= {"n_eval_a": len(eval_a), "n_eval_b": len(eval_b), **run.last_cycle}
     ckpt.save_atomic(run.state(hashes, class_names), out / CHECKPOINT)
-    run_log.append(out / "snapshots.jsonl", record)
+    run_log.append(out / run_folder.SNAPSHOTS, record)
 
 
 def _write_run_info(
@@ -416,7 +414,7 @@ def _write_run_info(
             "discriminators": _n_parameters(run.nets.discriminators()),
         },
     }
-    (out / "run.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    run_folder.write_run_info(out, info)
 
 
 def _n_parameters(nets: list[torch.nn.Module]) -> int:

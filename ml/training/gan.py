@@ -22,7 +22,6 @@ the loop trains data-parallel over the processes (`ml.training.distributed`, ent
 from __future__ import annotations
 
 import inspect
-import json
 import random
 import time
 from collections.abc import Callable
@@ -34,13 +33,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from ml import run_folder
 from ml.data.training_images import TrainingImages
+from ml.generators.one_class import one_class
 from ml.networks.gan import ARCHS, build_gan
 from ml.networks.gan.base import GanModels
 from ml.progress import ProgressFn, StopFn, Stopped, never_stop, no_progress
 from ml.training import checkpoint as ckpt
 from ml.training import distributed as ddp
-from ml.training import privacy, run_log
+from ml.training import privacy, run_log, ticks
 from ml.training.augment import AdaptiveAugment, diff_augment
 from ml.training.domain_loss import DomainClassifier, load_domain_classifier
 from ml.training.early_stopping import FidPatience
@@ -70,6 +71,7 @@ class GanResult:
     delta: float | None = None
     accountant: str | None = None  # DP runs: "prv" or "rdp", the one that gave `epsilon`
     epsilon_rdp: float | None = None  # DP runs: the RDP accountant's bound, a cross-check
+    per_class: list[dict[str, Any]] | None = None  # one GAN per class: each class's run
 
 
 class _Run:
@@ -145,6 +147,8 @@ class _Run:
             "class_names": list(data.class_names),
             "dataset_hash": dataset_hash,
             "z_dim": self.models.z_dim,
+            # Only when not 1 (as the build options): sampling rebuilds the networks from it.
+            **({"channels": data.channels} if data.channels != 1 else {}),
             "generator": self.g.state_dict(),
             "discriminator": self.d.state_dict(),
             "generator_ema": self.g_ema.state_dict() if self.g_ema is not None else None,
@@ -318,6 +322,10 @@ def train_gan(
     """Train (or resume) the run in `out`. Under torchrun every process calls this with the
     same arguments; only rank 0 writes to `out`, and every rank returns the same result."""
     config.check()
+    if config.per_class:  # seed 002: a generator per class, each a run of this function
+        from ml.generators.per_class import train_per_class
+
+        return train_per_class(dataset, out, config, progress=progress, should_stop=should_stop)
     out = Path(out)
     private = config.dp_noise_multiplier is not None
     with ddp.session(config.device, config.batch_size, private=private) as dist:
@@ -328,9 +336,11 @@ def train_gan(
             out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)
         data = TrainingImages(dataset, config.resolution, config.split)
+        if config.only_class is not None:  # one sub-run of a per-class run
+            data = one_class(data, config.only_class)
         dataset_hash = data.store.info.content_hash
         run = _Run(data, config, device, dist)
-        logs = (out / "metrics.jsonl", out / "snapshots.jsonl") if main else ()
+        logs = (out / run_folder.METRICS, out / run_folder.SNAPSHOTS) if main else ()
         if _stop_before_write(should_stop, dist):  # resuming rewrites the logs
             raise Stopped("stopped before the run started")
         if resume:
@@ -353,41 +363,35 @@ def train_gan(
         ddp.barrier(dist)
         grid_z, grid_labels = _grid_latents(run, data.n_classes)
         augment = _augmenter(run)
-        total = int(config.kimg * 1000)
-        tick_start, tick_nimg, stopped_early = time.perf_counter(), run.nimg, False
-        sums: dict[str, float] = {}
-        steps = 0
         started, started_nimg = time.perf_counter(), run.nimg
-        while run.nimg < total and not stopped_early:
-            if ddp.broadcast(should_stop(), dist):  # every rank leaves together
-                raise Stopped(f"stopped at {run.nimg / 1000:.2f} kimg")
+
+        def step() -> dict[str, float]:
             run.schedule()
-            for key, value in _train_step(run, data, augment).items():
-                sums[key] = sums.get(key, 0.0) + value
-            steps += 1
-            run.nimg += config.batch_size
-            done = run.nimg >= total
-            if run.nimg - tick_nimg < config.tick_kimg * 1000 and not done:
-                continue
-            run.tick += 1
-            seconds = time.perf_counter() - tick_start
-            # Each rank's statistics are over its slice; the global batch's are the mean.
-            means = {k: v / steps for k, v in ddp.mean_floats(sums, dist).items()}
-            record = run_log.tick_record(run.tick, run.nimg, tick_nimg, seconds, means)
+            return _train_step(run, data, augment)
+
+        def write_tick(record: dict[str, Any]) -> None:
             if run.ada is not None:
                 record["augment_p"] = round(run.ada.p, 6)
             if run.dp is not None:
                 record.update(run.dp.record())  # epsilon, the accountant that gave it, RDP's
-            if _stop_before_write(should_stop, dist):
-                raise Stopped(f"stopped at {run.nimg / 1000:.2f} kimg")
             if main:
-                run_log.append(out / "metrics.jsonl", record)
+                run_log.append(out / run_folder.METRICS, record)
                 progress(run.nimg, total, _tick_message(record))
-            if run.tick % config.snapshot_ticks == 0 or done:
-                stopped_early = _snapshot(
-                    run, data, out, fid, grid_z, grid_labels, dataset_hash, should_stop
-                )
-            tick_start, tick_nimg, sums, steps = time.perf_counter(), run.nimg, {}, 0
+
+        total = int(config.kimg * 1000)
+        stopped_early = ticks.run_ticks(
+            run,
+            ticks.Schedule(config.kimg, config.batch_size, config.tick_kimg, config.snapshot_ticks),
+            step,
+            should_stop=lambda: bool(ddp.broadcast(should_stop(), dist)),  # all ranks leave
+            stop_before_write=lambda: _stop_before_write(should_stop, dist),
+            write_tick=write_tick,
+            snapshot=lambda: _snapshot(
+                run, data, out, fid, grid_z, grid_labels, dataset_hash, should_stop
+            ),
+            # Each rank's statistics are over its slice; the global batch's are the mean.
+            reduce=lambda sums: ddp.mean_floats(sums, dist),
+        )
         elapsed = time.perf_counter() - started
         return GanResult(
             kimg=run.nimg / 1000.0,
@@ -471,7 +475,7 @@ def _snapshot(
         save_grid(images, data.n_classes, out / "grids" / record["grid"])
         # Log first, checkpoint last: a kill in between resumes from the previous checkpoint,
         # which drops this record and logs the snapshot again, so the log never has a gap.
-        run_log.append(out / "snapshots.jsonl", record)
+        run_log.append(out / run_folder.SNAPSHOTS, record)
         if improved:
             ckpt.save_atomic(state, out / BEST)
         ckpt.save_atomic(state, out / CHECKPOINT)
@@ -509,4 +513,4 @@ def _write_run_info(
         "world_size": run.dist.world_size,
         "privacy": run.dp.describe() if run.dp is not None else None,
     }
-    (out / "run.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    run_folder.write_run_info(out, info)

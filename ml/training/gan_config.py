@@ -10,9 +10,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ml import run_folder
+
 AUGMENTS = ("none", "diffaugment", "ada")
-CHECKPOINT = "checkpoint.pt"
-BEST = "best.pt"
+CHECKPOINT = run_folder.CHECKPOINT
+BEST = run_folder.BEST
 # Progressive growing's defaults (ProGAN section A.1: 800k images per fade-in or stabilise
 # phase, from 4x4); `build_progan` takes them as options of the same names.
 PROGAN_KIMG_PER_PHASE = 800.0
@@ -57,6 +59,11 @@ class GanConfig:
     # `class_names` order (`ml.training.domain_loss`).
     domain_classifier: str | None = None
     domain_lambda: float = 0.0
+    # Seed 002: one generator per class, each trained on that class's images alone in a
+    # sub-run folder of its own (`ml.generators.per_class`); `only_class` is the class one
+    # such sub-run trains on (set by the driver, not by users).
+    per_class: bool = False
+    only_class: str | None = None
 
     def check(self) -> None:
         if self.augment not in AUGMENTS:
@@ -71,6 +78,9 @@ class GanConfig:
             check_private_config(self)
         if self.domain_lambda < 0 or (self.domain_lambda > 0) != bool(self.domain_classifier):
             raise ValueError("domain_lambda > 0 and domain_classifier go together")
+        if self.per_class and (self.domain_classifier or self.only_class is not None):
+            # A one-class generator has no class to steer towards: the domain loss is moot.
+            raise ValueError("per_class trains one generator per class: no domain classifier")
 
 
 def check_private_config(config: GanConfig) -> None:

@@ -124,6 +124,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/gans/{job_id}/benchmark/run"): owned(303, job="train"),
     ("POST", "/gans/{job_id}/benchmark/{kind}"): owned(303, job="train"),
     ("GET", "/gans/compare"): owned(query="ids={train}"),
+    ("GET", "/gans/import"): researchers(),
+    ("POST", "/gans/import"): researchers(422),  # no file, no manifest
+    # R1's plain job is no imported generator: 404 for whoever may reach the route at all
+    # (the owner's 200 is in tests/integration/test_byo_generator_jobs.py).
+    ("GET", "/gans/generators/{job_id}"): owned(404),
     # The privacy job is still queued: its owner is sent to the job page.
     ("GET", "/evaluation/neighbours/{job_id}"): owned(303, job="neighbours"),
     # Sweeps.

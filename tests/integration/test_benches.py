@@ -21,7 +21,9 @@ TINY: dict[str, tuple[list[str], str]] = {
     "scale_import": (["--images", "40", "--workers", "2", "--resolution", "32"], "ratio"),
     "feature_extraction": (["--images", "8", "--batch", "4", "--repeats", "1"], "ratio"),
     # Without --reference (pytorch/examples' loop is kept outside the repo) float32 is the base.
-    "gan_throughput": (["--batch", "8", "--steps", "2", "--repeats", "1"], "ratio"),
+    # Batch 2, one timed step: the test asks only that it runs and prints its ratio, and every
+    # 64 px step (two warm-up steps per variant besides) takes seconds on a shared CPU.
+    "gan_throughput": (["--batch", "2", "--steps", "1", "--repeats", "1"], "ratio"),
     "sample_reproducibility": (["--per-class", "2", "--resolution", "8"], "4 bit-identical"),
     "gan_presets": ([], "progan-512 | progan | 512 -> 512"),
     "dp_epsilon": (["--max-steps", "1000"], "RDP63/PRV"),

@@ -3,8 +3,8 @@
 `run sample` picks classes and registers the set for a user, and `--json` carries what the
 pages show: each job's energy and a synthetic-trained classifier's DeLong comparison.
 
-The demo X-rays as a dataset and a tiny GAN are made in-process; every command under test runs
-in its own process, on SQLite."""
+The demo X-rays as a dataset and a tiny GAN are made in-process, and every command under test
+runs in this process too (typer's CliRunner), on SQLite."""
 
 from __future__ import annotations
 
@@ -17,13 +17,12 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-from evaluation_fixtures import import_cxr, train_tiny_gan
+from cli_in_process import invoke_cli
+from evaluation_fixtures import import_cxr, import_folder, train_tiny_gan
 from PIL import Image as PILImage
 from sqlalchemy import select
-from support import Env, make_user, run_cli
+from support import Env, make_user
 
-from app.datasets.options import parse_import_options
-from app.datasets.service import start_import
 from app.db import session_scope
 from app.demo.digits import write_digits_dataset
 from app.evaluation.service import start_classifier
@@ -37,8 +36,8 @@ DIGITS = "Digits"
 CLASSIFIER = {"preset": "tiny-cpu", "epochs": "3", "batch_size": "32"}
 
 
-def _cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(env, *args, timeout=300)  # training on the CPU
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return invoke_cli(*args)
 
 
 def _json(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -63,18 +62,7 @@ def _assert_energy(resources: dict[str, Any]) -> None:
 def _import_digits(env: Env, owner_id: int) -> int:
     # The demo X-rays leave 3 test images, too few for a DeLong comparison to have numbers.
     source, _ = write_digits_dataset(env.home / "imports" / "digits")
-    with session_scope() as db:
-        dataset, job = start_import(
-            db,
-            owner_id=owner_id,
-            name=DIGITS,
-            source=source,
-            options=parse_import_options("folder", resolutions="16"),
-        )
-        db.commit()
-        dataset_id, job_id = dataset.id, job.id
-    execute(job_id)
-    return dataset_id
+    return import_folder(owner_id, DIGITS, source, 16)
 
 
 def _real_classifier(dataset_id: int) -> tuple[int, dict[str, Any]]:
@@ -95,7 +83,6 @@ def test_dicom_samples_import_back_as_the_sampled_synthetic_images(sqlite_env: E
     train_id = train_tiny_gan(owner, import_cxr(sqlite_env, owner))
     sampled = _json(
         _cli(
-            sqlite_env,
             *("run", "sample", "--job", str(train_id), "--per-class", "3", "--classes", "1"),
             *("--dicom", "--out", str(sqlite_env.home / "run"), "--json"),
         )
@@ -105,12 +92,12 @@ def test_dicom_samples_import_back_as_the_sampled_synthetic_images(sqlite_env: E
     folder = Path(sampled["folder"])
 
     pngs = _json(
-        _cli(sqlite_env, "imageset", "import", str(folder), "--name", "PNG", "--owner", OWNER,
+        _cli("imageset", "import", str(folder), "--name", "PNG", "--owner", OWNER,
              "--json")
     )  # fmt: skip
     assert pngs["n_images"] == 3 and pngs["left_out"] == ["dicom"]
     dicoms = _json(
-        _cli(sqlite_env, "imageset", "import", str(folder / "dicom"), "--name", "DICOM",
+        _cli("imageset", "import", str(folder / "dicom"), "--name", "DICOM",
              "--owner", OWNER, "--json")
     )  # fmt: skip
     images = _images(dicoms["image_set_id"])
@@ -139,7 +126,6 @@ def test_sampling_for_a_user_and_the_delong_comparison_in_json(sqlite_env: Env) 
         eight = train_job.result["class_names"].index("eight")
     owned = _json(
         _cli(
-            sqlite_env,
             *("run", "sample", "--job", str(train_id), "--per-class", "30"),
             *("--classes", f"three,{eight}", "--owner", OWNER, "--name", "Owned", "--json"),
         )
@@ -156,7 +142,6 @@ def test_sampling_for_a_user_and_the_delong_comparison_in_json(sqlite_env: Env) 
     real_id, real = _real_classifier(dataset_id)
     synthetic = _json(
         _cli(
-            sqlite_env,
             *("run", "train-classifier", "--dataset", DIGITS, "--train-on", "synthetic:Owned"),
             *("--epochs", CLASSIFIER["epochs"], "--batch-size", CLASSIFIER["batch_size"]),
             "--json",

@@ -373,7 +373,12 @@ def test_import_json_prints_only_json(cli_env: Env, tmp_path: Path) -> None:
     done = run_cli(cli_env, "dataset", "import", str(data.path), "--format", "medmnist",
                 "--name", "json only", "--resolutions", "8", "--json")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["n_images"] == 4
+    info = json.loads(done.stdout)
+    assert info["n_images"] == 4
+    # Like every `run … --json`: the job that wrote it and what it cost (issue 17, CLI parity).
+    assert isinstance(info["job_id"], int)
+    assert info["resources"]["wall_s"] > 0
+    assert info["resources"]["device"]
 
 
 # ---------------------------------------------------------------- failures

@@ -4,7 +4,7 @@ distribution shift), with the same label names. A classifier trained on
 hospital A through the command line is tested on all of hospital B beside A's own test split:
 both AUCs finite with DeLong intervals, the external one lower. A dataset with other labels
 (3 against 5) is refused with a message that says which labels differ, and the job page and
-the utility table show the external rows. In-process on SQLite, the CLI in its own process."""
+the utility table show the external rows. In-process on SQLite, the CLI too (typer's CliRunner)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_in_process import invoke_cli
+from evaluation_fixtures import import_folder
 from PIL import Image as PILImage
-from support import Env, make_user, run_cli
+from support import Env, make_user
 
-from app.datasets.options import parse_import_options
-from app.datasets.service import start_import
 from app.db import session_scope
 from app.evaluation.service import start_classifier
 from app.evaluation.utility import utility_matrix
 from app.jobs.specs import SpecError
 from app.models import Dataset, Job, JobStatus
 from app.web.templating import templates
-from workers.runner import execute
 
 OWNER = "erin@example.org"
 NOISE_SEED = 0
@@ -61,26 +60,16 @@ def _write_site(dest: Path, classes: dict[int, str], parity: int, shifted: bool)
     return dest
 
 
-def _import(env: Env, owner_id: int, name: str, source: Path) -> int:
-    with session_scope() as db:
-        dataset, job = start_import(
-            db,
-            owner_id=owner_id,
-            name=name,
-            source=source,
-            options=parse_import_options("folder", resolutions="16"),
-        )
-        db.commit()
-        dataset_id, job_id = dataset.id, job.id
-    execute(job_id)
+def _import(owner_id: int, name: str, source: Path) -> int:
+    dataset_id = import_folder(owner_id, name, source, 16)
     with session_scope() as db:
         found = db.get(Dataset, dataset_id)
         assert found is not None and found.content_hash, found and found.errors
         return dataset_id
 
 
-def _cli_json(env: Env, *args: str) -> dict[str, Any]:
-    done: subprocess.CompletedProcess[str] = run_cli(env, *args, timeout=300)
+def _cli_json(*args: str) -> dict[str, Any]:
+    done: subprocess.CompletedProcess[str] = invoke_cli(*args)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout[done.stdout.index("{") :])
 
@@ -96,9 +85,9 @@ def sites(sqlite_env: Env) -> dict[str, int]:
     c = _write_site(root / "site-c", {3: "three", 5: "five"}, parity=1, shifted=False)
     return {
         "owner": owner,
-        "a": _import(sqlite_env, owner, "Hospital A digits", a),
-        "b": _import(sqlite_env, owner, "Hospital B digits (noisy scanner)", b),
-        "c": _import(sqlite_env, owner, "Hospital C digits (3 vs 5)", c),
+        "a": _import(owner, "Hospital A digits", a),
+        "b": _import(owner, "Hospital B digits (noisy scanner)", b),
+        "c": _import(owner, "Hospital C digits (3 vs 5)", c),
     }
 
 
@@ -120,7 +109,6 @@ def test_classifier_validated_on_a_second_site(sqlite_env: Env, sites: dict[str,
         db.rollback()
 
     result = _cli_json(
-        sqlite_env,
         "run",
         "train-classifier",
         "--dataset",

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_in_process import invoke_cli
 from evaluation_fixtures import import_cxr
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
-from support import Env, make_user, run_cli
+from support import Env, make_user
 from web_client import WebClient
 
 from app.db import session_scope
@@ -55,22 +56,21 @@ def test_clean_fid_convention_interval_and_small_n_flag_in_json_and_page(
         path = dataset.path
     _synthetic_folder(path, sqlite_env.home / "blurred")
     imported = _json(
-        run_cli(
-            sqlite_env, "imageset", "import", str(sqlite_env.home / "blurred"),
+        invoke_cli(
+            "imageset", "import", str(sqlite_env.home / "blurred"),
             "--name", "Blurred", "--owner", "fay", "--json",
         )
     )  # fmt: skip
     assert imported["name"] == "Blurred"
 
-    bad = run_cli(sqlite_env, "run", "fidelity", "--real", "CXR", "--synthetic", "Blurred",
-                  "--fid-resize", "bicubic")  # fmt: skip
+    bad = invoke_cli("run", "fidelity", "--real", "CXR", "--synthetic", "Blurred",
+                     "--fid-resize", "bicubic")  # fmt: skip
     assert bad.returncode == 1 and "--fid-resize" in bad.stderr and "clean" in bad.stderr
 
     result = _json(
-        run_cli(
-            sqlite_env, "run", "fidelity", "--real", "CXR", "--synthetic", "Blurred",
+        invoke_cli(
+            "run", "fidelity", "--real", "CXR", "--synthetic", "Blurred",
             "--fid-resize", "clean", "--fid-resamples", "40", "--json",
-            timeout=600,
         )
     )  # fmt: skip
     assert result["extractor"] == "inception_v3_fid_clean" and result["fid_resize"] == "clean"

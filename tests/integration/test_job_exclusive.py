@@ -23,10 +23,10 @@ from support import Env, load_job, make_user, wait_for_job, wait_until
 
 from app.config import get_settings
 from app.db import session_scope
+from app.gans.job_types import train_gan_spec
 from app.gans.options import gan_config
 from app.gans.service import start_training
 from app.jobs import service
-from app.jobs.specs import train_gan_spec
 from app.models import Dataset, Job, JobStatus
 from app.models.types import utcnow
 from ml.progress import Stopped

@@ -17,7 +17,8 @@ from web_client import WebClient, csrf_from
 
 from app.db import session_scope
 from app.jobs import service
-from app.jobs.specs import JobSpec, image_stats_spec
+from app.jobs.image_stats import image_stats_spec
+from app.jobs.specs import JobSpec
 from app.main import create_app
 from app.models import Job, JobStatus
 from workers.runner import execute

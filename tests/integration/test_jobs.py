@@ -14,7 +14,8 @@ from web_client import WebClient
 
 from app.db import session_scope
 from app.jobs import service
-from app.jobs.specs import SpecError, image_stats_spec
+from app.jobs.image_stats import image_stats_spec
+from app.jobs.specs import SpecError
 from app.models import Job, JobStatus
 from app.models.types import utcnow
 from workers.runner import MAX_ATTEMPTS, execute
@@ -164,7 +165,7 @@ def test_submit_with_unreachable_broker_keeps_the_job_until_it_can_be_sent(  # t
 ) -> None:
     from support import point_celery_at
 
-    from workers.celery_app import celery_app
+    from app.queue import celery_app
 
     # Reading a setting first makes Celery configure itself from settings now: configured
     # later, it would overwrite the broker URL set here with the installation's own.
@@ -191,7 +192,7 @@ def test_submit_with_unreachable_broker_keeps_the_job_until_it_can_be_sent(  # t
 def test_submit_with_a_misconfigured_broker_fails_the_job_clearly(sqlite_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from support import point_celery_at
 
-    from workers.celery_app import celery_app
+    from app.queue import celery_app
 
     monkeypatch.setitem(celery_app.conf, "broker_connection_timeout", 1)  # configure now
     point_celery_at("rediss-typo://127.0.0.1:6379/0")  # no broker will ever answer this
@@ -204,7 +205,7 @@ def test_submit_with_a_misconfigured_broker_fails_the_job_clearly(sqlite_env, mo
 
 
 def test_redispatch_sends_only_jobs_whose_message_is_lost(sqlite_env) -> None:  # type: ignore[no-untyped-def]
-    from workers.celery_app import celery_app
+    from app.queue import celery_app
 
     with session_scope() as db:
         first = service.submit(db, image_stats_spec("paediatric-cxr"), owner_id=None).id

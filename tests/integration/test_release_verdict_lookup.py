@@ -11,7 +11,7 @@ from support import make_user
 
 from app.auth.service import Principal
 from app.db import session_scope
-from app.evaluation.service import latest_release_verdict
+from app.imagesets.release import latest_release_verdict
 from app.models import ImageSet, Job, JobStatus, User
 
 

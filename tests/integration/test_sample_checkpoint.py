@@ -3,7 +3,7 @@
 offers both checkpoints and the sampling job's page names the one it read.
 
 A tiny DCGAN trained on the demo X-rays with a constant FID (a plateau from the first
-snapshot: best at 0.016 kimg, stopped at 0.048); the commands run in their own processes."""
+snapshot: best at 0.016 kimg, stopped at 0.048); the commands run in this process."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from cli_in_process import invoke_cli
 from evaluation_fixtures import import_cxr
 from fastapi.testclient import TestClient
 from gan_fixtures import ConstantFeatures
-from support import Env, make_user, run_cli
+from support import Env, make_user
 from web_client import WebClient
 
 from app.db import session_scope
@@ -56,8 +57,8 @@ def _stopped_training(env: Env, owner: int) -> int:
     return job_id
 
 
-def _sample(env: Env, *args: str) -> tuple[dict[str, Any], str]:
-    done: subprocess.CompletedProcess[str] = run_cli(env, "run", "sample", *args, timeout=300)
+def _sample(*args: str) -> tuple[dict[str, Any], str]:
+    done: subprocess.CompletedProcess[str] = invoke_cli("run", "sample", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout[done.stdout.index("{") :]), done.stderr
 
@@ -67,7 +68,6 @@ def test_best_checkpoint_by_default_last_on_request_psi_warned(sqlite_env: Env) 
     train_id = _stopped_training(sqlite_env, owner)
 
     best, said = _sample(
-        sqlite_env,
         *("--job", str(train_id), "--per-class", "2", "--truncation-psi", "0.5"),
         *("--owner", OWNER, "--json"),
     )
@@ -77,7 +77,6 @@ def test_best_checkpoint_by_default_last_on_request_psi_warned(sqlite_env: Env) 
     assert best["truncation_psi"] == 0.5 and best["truncation_applied"] is False
 
     last, said = _sample(
-        sqlite_env,
         *("--job", str(train_id), "--per-class", "2", "--checkpoint", "last"),
         *("--out", str(sqlite_env.home / "last"), "--json"),
     )
@@ -85,7 +84,7 @@ def test_best_checkpoint_by_default_last_on_request_psi_warned(sqlite_env: Env) 
     assert "sampling the last checkpoint" in said and "warning" not in said
     assert Path(last["folder"], "manifest.csv").read_text().count(last["checkpoint_sha256"]) == 4
 
-    wrong = run_cli(sqlite_env, "run", "sample", "--job", str(train_id), "--checkpoint", "first")
+    wrong = invoke_cli("run", "sample", "--job", str(train_id), "--checkpoint", "first")
     assert wrong.returncode == 1 and "--checkpoint: Checkpoint: best" in wrong.stderr
 
     with TestClient(create_app()) as client:

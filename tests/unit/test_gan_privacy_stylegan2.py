@@ -16,7 +16,7 @@ from gan_fixtures import write_two_sided
 
 from ml.networks.gan import build_gan
 from ml.progress import Stopped
-from ml.training.gan import GanConfig, train_gan
+from ml.training.gan import GanConfig, GanResult, train_gan
 from ml.training.gan_losses import discriminator_loss
 from ml.training.privacy import (
     PrivateDiscriminator,
@@ -109,58 +109,62 @@ def test_a_private_r1_step_is_the_ordinary_step_when_nothing_binds() -> None:
     assert "r1" not in dp.step(models, real, labels, fake, labels, step=1)
 
 
-def test_a_private_stylegan2_run_logs_epsilon_every_tick(tmp_path: Path) -> None:
-    data = write_two_sided(tmp_path / "data")
-    config = GanConfig(
-        arch="stylegan2",
-        resolution=16,
-        batch_size=8,
-        kimg=0.048,
-        tick_kimg=0.016,
-        snapshot_ticks=3,
-        arch_options=TINY,
-        dp_noise_multiplier=1.0,
-        dp_max_grad_norm=1.0,
-    )
-    result = train_gan(data, tmp_path / "run", config)
-    ticks = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+# Three ticks, a snapshot every second one: tick 1 logs epsilon without a snapshot, and the
+# checkpoint of tick 2 is where the resume test stops and starts again.
+PRIVATE = GanConfig(
+    arch="stylegan2",
+    resolution=16,
+    batch_size=8,
+    kimg=0.048,
+    tick_kimg=0.016,
+    snapshot_ticks=2,
+    arch_options=TINY,
+    dp_noise_multiplier=1.0,
+    dp_max_grad_norm=1.0,
+)
+
+
+@pytest.fixture(scope="module")
+def private_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, GanResult]:
+    """One uninterrupted private run, read by both tests below: (data, run folder, result)."""
+    root = tmp_path_factory.mktemp("private-stylegan2")
+    data = write_two_sided(root / "data")
+    return data, root / "run", train_gan(data, root / "run", PRIVATE)
+
+
+def test_a_private_stylegan2_run_logs_epsilon_every_tick(
+    private_run: tuple[Path, Path, GanResult], tmp_path: Path
+) -> None:
+    data, run_dir, result = private_run
+    ticks = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
     eps = [t["epsilon"] for t in ticks]
     assert len(eps) == 3 and all(math.isfinite(e) and e > 0 for e in eps)
     assert all(a < b for a, b in itertools.pairwise(eps))
     assert result.epsilon == eps[-1] and result.accountant == "prv"
     assert "r1" in ticks[0]  # D step 0 is on R1's lazy schedule
-    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    run = json.loads((run_dir / "run.json").read_text())
     assert "torch.func" in run["privacy"]["mechanism"]
     assert run["privacy"]["r1_gamma"] > 0
     # The same run with a different noise multiplier spends a different epsilon.
-    louder = train_gan(data, tmp_path / "loud", replace(config, kimg=0.016, dp_noise_multiplier=2))
+    louder = train_gan(data, tmp_path / "loud", replace(PRIVATE, kimg=0.016, dp_noise_multiplier=2))
     assert 0 < louder.epsilon < eps[0]  # type: ignore[operator]
 
 
-def test_a_resumed_private_stylegan2_run_matches_an_uninterrupted_one(tmp_path: Path) -> None:
-    data = write_two_sided(tmp_path / "data")
-    config = GanConfig(
-        arch="stylegan2",
-        resolution=16,
-        batch_size=8,
-        kimg=0.048,
-        tick_kimg=0.016,
-        snapshot_ticks=1,
-        arch_options=TINY,
-        dp_noise_multiplier=1.0,
-    )
-    straight = train_gan(data, tmp_path / "straight", config)
+def test_a_resumed_private_stylegan2_run_matches_an_uninterrupted_one(
+    private_run: tuple[Path, Path, GanResult], tmp_path: Path
+) -> None:
+    data, straight_dir, straight = private_run
     log = tmp_path / "resumed" / "snapshots.jsonl"
     with pytest.raises(Stopped):
         train_gan(
             data,
             tmp_path / "resumed",
-            config,
+            PRIVATE,
             should_stop=lambda: log.exists() and len(log.read_text().splitlines()) >= 1,
         )
-    resumed = train_gan(data, tmp_path / "resumed", config)
+    resumed = train_gan(data, tmp_path / "resumed", PRIVATE)
     assert resumed.epsilon == straight.epsilon and resumed.accountant == straight.accountant
-    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    a = torch.load(straight_dir / "checkpoint.pt", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
     assert a["privacy"]["accountant"]["history"] == b["privacy"]["accountant"]["history"]
     for part in ("generator", "discriminator"):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.domain.eta import duration_text, elapsed_seconds, eta_seconds, eta_text
 from app.domain.params_table import format_value, params_table, section_of
-from app.gans.compare import common_snapshots, pick_snapshot
+from app.evaluation.compare import common_snapshots, pick_snapshot
 from app.jobs.listing import JobFilters, parse_filters
 from app.jobs.naming import clean_name, copy_name, dataset_of, default_name
 

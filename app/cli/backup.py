@@ -1,6 +1,6 @@
 """``synthbench export`` and ``synthbench import``: a whole study as one zip and back.
 
-Registered as top-level commands in app/cli.py. The work is in app/studies/backup.py; these
+Registered as top-level commands in app/cli/__init__.py. The work is in app/studies/backup.py; these
 only parse options, open a session and print. Reports go to stdout, refusals to stderr with
 exit code 1.
 """

@@ -1,4 +1,6 @@
-"""The Celery app. Configuration is read from settings when Celery first needs it, not at import."""
+"""The Celery app that the web tier sends jobs with and workers take them from. Configuration is
+read from settings when Celery first needs it, not at import; it lives outside `workers/` so the
+web tier and the jobs package need nothing from the workers package."""
 
 from __future__ import annotations
 

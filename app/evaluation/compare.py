@@ -10,6 +10,8 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from app.auth.service import Principal
+from app.evaluation import service as evaluation
+from app.imagesets.release import latest_release_verdict
 from app.models import Job, JobStatus
 from app.web.line_chart import NON_NEGATIVE, interactive_line_chart
 
@@ -85,7 +87,6 @@ def overlay_charts(runs: list[Job], logs: dict[int, dict[str, Any]]) -> list[Mar
 def benchmark_rows(db: Session, principal: Principal, job: Job) -> list[dict[str, Any]]:
     """One row per synthetic set sampled from the run: the best synthetic-trained AUC, the
     newest FID and the release gate's verdict, each None until measured."""
-    from app.evaluation import service as evaluation
 
     sets = evaluation.synthetic_sets_of(db, principal, job)
     if not sets or job.dataset_id is None:
@@ -111,7 +112,7 @@ def benchmark_rows(db: Session, principal: Principal, job: Job) -> list[dict[str
         # The FID of the whole set against real train, with its interval and convention.
         fids = [j.result for j in done("evaluate_fidelity") if "synthetic_vs_train" in j.result]
         fid = fids[-1]["synthetic_vs_train"] if fids else {}
-        verdict = evaluation.latest_release_verdict(db, principal, image_set.id)
+        verdict = latest_release_verdict(db, principal, image_set.id)
         rows.append(
             {
                 "set": image_set,

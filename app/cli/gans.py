@@ -33,7 +33,7 @@ def _execute(
 ) -> None:
     """Run the job; with `as_json`, print its result plus `extra(job_id)`: what its page shows
     beyond the result (a classifier's DeLong comparison, say)."""
-    from app.datasets.cli import _run
+    from app.cli.datasets import _run
     from app.db import session_scope
     from app.models import Job, JobStatus
 
@@ -101,6 +101,12 @@ def train_gan_command(
         float | None, typer.Option(help="DP noise multiplier (Opacus on D; dcgan/acgan/stylegan2).")
     ] = None,
     preset: Annotated[str | None, typer.Option(help="tiny-cpu, seed000-progan-32, …")] = None,
+    per_class: Annotated[
+        bool,
+        typer.Option(
+            "--per-class", help="Seed 002: one GAN per class, each on that class's images."
+        ),
+    ] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
     out: Annotated[Path | None, typer.Option(help="Run folder (resumes if it has one).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -128,6 +134,7 @@ def train_gan_command(
         "domain_classifier": str(domain_classifier.resolve()) if domain_classifier else None,
         "domain_lambda": domain_lambda,
         "dp_noise_multiplier": dp_noise,
+        "per_class": per_class or None,  # None: the preset's (no preset has it)
     }
     try:
         with session_scope() as db:
@@ -209,9 +216,50 @@ def _say_sampling(params: dict[str, Any], train_params: dict[str, Any]) -> None:
 
     used, path = params["checkpoint_used"], params["checkpoint"]
     typer.echo(f"sampling the {used} checkpoint {path}", err=True)
-    note = truncation_note(str(train_params["config"]["arch"]), float(params["truncation_psi"]))
+    arch = str((train_params.get("config") or {}).get("arch", "torchscript"))  # none: imported
+    note = truncation_note(arch, float(params["truncation_psi"]))
     if note:
         typer.echo(f"warning: {note}", err=True)
+
+
+@run_cli.command("import-generator")
+def import_generator_command(
+    module: Annotated[Path, typer.Argument(help="TorchScript file (torch.jit.save).")],
+    manifest: Annotated[
+        Path,
+        typer.Option(help="JSON: latent_size, classes, resolution, channels, output_range."),
+    ],
+    name: Annotated[str, typer.Option(help="Name of the generator (default: manifest's).")] = "",
+    owner: Annotated[
+        str | None, typer.Option(help="User (sign-in name) who may see and sample it.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the checked generator.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Bring your own generator: check a TorchScript module against its manifest and register
+    it as a run that `run sample --job ID` samples like a trained GAN."""
+    from app.db import session_scope
+    from app.gans.byo import start_import
+    from app.jobs.specs import SpecError
+
+    for path in (module, manifest):
+        if not path.is_file():
+            _fail(f"No file {path}.")
+    try:
+        with session_scope() as db, module.open("rb") as upload:
+            user_id = owner_id(db, owner) if owner else None
+            job = start_import(
+                db,
+                owner_id=user_id,
+                upload=upload,
+                manifest_text=manifest.read_bytes(),
+                name=name,
+            )
+            job_id = job.id
+    except SpecError as exc:
+        _fail(f"--{exc.field.replace('_', '-')}: {exc.message}")
+    _own_folder(job_id, out)
+    _execute(job_id, "checking the generator", as_json)
 
 
 @run_cli.command("translate")

@@ -38,7 +38,7 @@ def _owner_id(db: Session, username: str | None) -> int | None:
 
 
 def _run(job_id: int, title: str) -> None:
-    from app.cli import progress_bar
+    from app.cli.console import progress_bar
     from workers.runner import execute
 
     with progress_bar() as bar:
@@ -50,13 +50,18 @@ def _run(job_id: int, title: str) -> None:
         execute(job_id, worker="cli", listener=listener)
 
 
-def _finish(dataset_id: int, as_json: bool) -> None:
+def _finish(dataset_id: int, job_id: int, as_json: bool) -> None:
+    """Print the dataset's summary, with the job that wrote it and that job's `resources` (wall
+    time, device, energy: as every `run … --json` prints them)."""
     from app.datasets.service import get_dataset, info_dict
     from app.db import session_scope
-    from app.models import DatasetStatus
+    from app.models import DatasetStatus, Job
 
     with session_scope() as db:
         info = info_dict(get_dataset(db, dataset_id, None))
+        job = db.get(Job, job_id)
+        info["job_id"] = job_id
+        info["resources"] = job.resources if job is not None else None
     _print(info, as_json)
     if info["status"] != DatasetStatus.ready.value:
         raise typer.Exit(1)
@@ -102,6 +107,9 @@ def import_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the patient split.")] = 0,
     rule: Annotated[str, typer.Option(help="Square images by pad or crop.")] = "pad",
+    colour: Annotated[
+        str, typer.Option(help="auto (RGB when the images are colour), grey or rgb.")
+    ] = "auto",
     owner: Annotated[str | None, typer.Option(help="Owning researcher's username.")] = None,
     description: str = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -122,6 +130,7 @@ def import_command(
             window=window,
             seed=seed,
             rule=rule,
+            colour=colour,
         )
         with session_scope() as db:
             dataset, job = start_import(
@@ -136,7 +145,7 @@ def import_command(
     except SpecError as exc:
         _fail(f"--{exc.field}: {exc.message}")
     _run(job_id, f"importing {name}")
-    _finish(dataset_id, as_json)
+    _finish(dataset_id, job_id, as_json)
 
 
 @dataset_cli.command("subset")
@@ -181,7 +190,7 @@ def subset_command(
     except SpecError as exc:
         _fail(f"--{exc.field}: {exc.message}")
     _run(job_id, f"writing {name}")
-    _finish(dataset_id, as_json)
+    _finish(dataset_id, job_id, as_json)
 
 
 @dataset_cli.command("info")

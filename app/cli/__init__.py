@@ -1,4 +1,9 @@
-"""The synthbench command line: serve, worker, db, user, demo, export, import."""
+"""The synthbench command line: serve, worker, db, user, demo, export, import.
+
+Each feature's commands are a module of this package (datasets, gans, evaluation, studies,
+backup): they drive the feature packages' services and run jobs in-process through `workers`,
+which the feature packages themselves never import.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from app.cli.console import progress_bar
 from app.models import Role
 
 # Soft wrap: a long link printed to a log or a narrow terminal stays one line, clickable.
@@ -24,34 +29,23 @@ db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_cli = typer.Typer(help="User accounts.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(user_cli, name="user")
-from app.studies.cli import study_cli  # noqa: E402
+from app.cli.studies import study_cli  # noqa: E402
 
 cli.add_typer(study_cli, name="study")
-from app.studies.backup_cli import export_command, import_command  # noqa: E402
+from app.cli.backup import export_command, import_command  # noqa: E402
 
 cli.command("export")(export_command)
 cli.command("import")(import_command)
-from app.datasets.cli import dataset_cli  # noqa: E402
+from app.cli.datasets import dataset_cli  # noqa: E402
 
 cli.add_typer(dataset_cli, name="dataset")
-from app.gans.cli import run_cli  # noqa: E402
+from app.cli.gans import run_cli  # noqa: E402
 
 cli.add_typer(run_cli, name="run")
 # Registers the evaluation commands on run_cli as a side effect of the import.
-from app.evaluation.cli import imageset_cli  # noqa: E402
+from app.cli.evaluation import imageset_cli  # noqa: E402
 
 cli.add_typer(imageset_cli, name="imageset")
-
-
-def progress_bar() -> Progress:
-    # On stderr, so `--json` output on stdout stays parseable.
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    )
 
 
 @db_cli.command("upgrade")
@@ -110,7 +104,7 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1)] = 1,
 ) -> None:
     """Run a Celery worker that consumes the given queues."""
-    from workers.celery_app import celery_app
+    from app.queue import celery_app
 
     celery_app.worker_main(_worker_argv(queues, concurrency))
 

@@ -1,9 +1,9 @@
 """``synthbench study ...``: import ratings, print a study's statistics, audit its blinding.
 
-Registered in app/cli.py as ``cli.add_typer(study_cli, name="study")``. Heavy imports (scipy,
-statsmodels) happen inside the commands so that ``synthbench --help`` stays quick. Results go
-to stdout and nothing else does, so scripts can capture them; problems go to stderr with exit
-code 1.
+Registered in app/cli/__init__.py as ``cli.add_typer(study_cli, name="study")``. Heavy imports
+(scipy, statsmodels) happen inside the commands so that ``synthbench --help`` stays quick.
+Results go to stdout and nothing else does, so scripts can capture them; problems go to stderr
+with exit code 1.
 """
 
 from __future__ import annotations
@@ -170,10 +170,11 @@ def audit_command(
     """
     import json
 
+    from app.main import create_app
     from app.reading.study_audit import AuditRefused, audit_study
 
     try:
-        report = audit_study(study_id)
+        report = audit_study(study_id, create_app)
     except AuditRefused as exc:
         _fail(str(exc))
     if as_json:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.gans.cli import _execute, _fail, _own_folder, owner_id, run_cli
+from app.cli.gans import _execute, _fail, _own_folder, owner_id, run_cli
 
 imageset_cli = typer.Typer(help="Image sets: import synthetic images generated elsewhere.")
 
