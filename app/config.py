@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # Images (thousands) the demo's tiny GAN trains on: 12 gives recognisable chest films in
     # about a minute on an idle laptop CPU; a slow machine (or a test) may ask for fewer.
     demo_gan_kimg: float = Field(default=12.0, gt=0, le=100)
+    # Epochs of the digits benchmark's three classifiers: 12 give a clear real/synthetic gap;
+    # a test may ask for fewer (the classifiers are most of the digits demo's time).
+    demo_classifier_epochs: int = Field(default=12, ge=1, le=200)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -16,11 +16,11 @@ from sqlalchemy import select
 
 from app.auth.service import accept_invite, create_invite, create_user
 from app.db import session_scope
+from app.domain.answers import AnswerInput
 from app.domain.reader_study import StudyDesign
 from app.imagesets.service import create_image_set
 from app.models import Image, Origin, Role, StudyItem, User
 from app.reading import service as reading
-from app.reading.answers import AnswerInput
 from app.studies.design import ReadingOptions, SecondQuestion
 from app.studies.service import assign_reader, create_study
 

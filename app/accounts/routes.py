@@ -7,15 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from app.auth import ratelimit, service, signin
-from app.auth.service import Principal
-from app.auth.tokens import sign, token_hash, unsign
+from app.auth.tokens import sign, unsign
 from app.config import get_settings
 from app.db import DatabaseBusy
 from app.deps import SESSION_COOKIE, DbDep, MaybeUser
-from app.models import Invite, Study
 from app.models.types import utcnow
 from app.web.security import rotate_csrf
 from app.web.templating import redirect, render
@@ -137,32 +134,21 @@ def logout(request: Request, db: DbDep) -> Response:
     return response
 
 
-def _accepted_by_caller(db: DbDep, token: str, principal: Principal | None) -> int | None:
-    """The study of an invitation that the signed-in caller already accepted, else None."""
-    if principal is None:
-        return None
-    invite = db.scalar(select(Invite).where(Invite.token_hash == token_hash(token)))
-    if invite is None or invite.used_at is None or invite.reader_id != principal.user.id:
-        return None
-    return invite.study_id
-
-
 @router.get("/invite/{token}")
 def invite_page(request: Request, token: str, db: DbDep, principal: MaybeUser) -> Response:
     # The reader who accepted this link opens it again to go on reading (the mail is where
     # they find the study): their signed-in browser continues instead of a "used" error.
-    study_id = _accepted_by_caller(db, token, principal)
+    study_id = service.study_accepted_by(db, token, principal)
     if study_id is not None:
         return redirect(request, f"/read/{study_id}")
     # GET only shows the invitation: mail scanners and link previews fetch URLs, and a GET
     # that consumed the single-use token would burn it before the reader ever clicked.
     try:
-        invite = service.find_invite(db, token)
+        _, study = service.invited_study(db, token)
     except service.AuthError as exc:
         return render(
             request, "errors/error.html", {"message": exc.message}, status_code=exc.status_code
         )
-    study = db.get(Study, invite.study_id)
     return render(request, "auth/invite.html", {"study": study, "token": token})
 
 

@@ -219,6 +219,22 @@ def create_invite(
     return token, invite
 
 
+def study_accepted_by(db: Session, token: str, principal: Principal | None) -> int | None:
+    """The study of an invitation that the signed-in caller already accepted, else None."""
+    if principal is None:
+        return None
+    invite = db.scalar(select(Invite).where(Invite.token_hash == token_hash(token)))
+    if invite is None or invite.used_at is None or invite.reader_id != principal.user.id:
+        return None
+    return invite.study_id
+
+
+def invited_study(db: Session, token: str) -> tuple[Invite, Study | None]:
+    """A still usable invitation and its study; AuthError says why a link is not usable."""
+    invite = find_invite(db, token)
+    return invite, db.get(Study, invite.study_id)
+
+
 def find_invite(db: Session, token: str) -> Invite:
     invite = db.scalar(select(Invite).where(Invite.token_hash == token_hash(token)))
     if invite is None:

@@ -43,7 +43,6 @@ DIGITS_RESOLUTION = 16
 DIGITS_PER_CLASS = 125
 # Fewer epochs and larger batches than the tiny preset's (30 x 8): with ~250 training images
 # that is ~100 steps, seconds on a CPU, and plenty for 16 px digits.
-DIGITS_EPOCHS = 12
 DIGITS_BATCH = 32
 ATTRIBUTION = (
     "NON-MEDICAL demonstration data: the digits 3 and 8 of scikit-learn's copy of the UCI "
@@ -164,7 +163,7 @@ def _evaluation(researcher_id: int, dataset_id: int) -> None:
             "image_set_id": str(samples.id),
             "test_set_ids": str(samples.id),
             "preset": "tiny-cpu",
-            "epochs": str(DIGITS_EPOCHS),
+            "epochs": str(get_settings().demo_classifier_epochs),
             "batch_size": str(DIGITS_BATCH),
             "resolution": str(DIGITS_RESOLUTION),
         }

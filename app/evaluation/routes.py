@@ -29,7 +29,7 @@ FORM_KEYS = (
 
 def _gan_job(db: DbDep, job_id: int, principal: Principal) -> tuple[Job, Dataset]:
     job = jobs.visible_job(db, job_id, principal, "train_gan", "training job")
-    dataset = db.get(Dataset, job.params.get("dataset_id"))
+    dataset = service.dataset_of(db, job)
     if dataset is None:
         raise HTTPException(404, f"The dataset of training job #{job_id} no longer exists.")
     return job, dataset

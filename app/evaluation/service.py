@@ -25,6 +25,12 @@ def _ready(dataset: Dataset) -> None:
     datasets.require_ready(dataset)
 
 
+def dataset_of(db: Session, job: Job) -> Dataset | None:
+    """The dataset a job was launched on (None once it was deleted)."""
+    dataset_id = (job.params or {}).get("dataset_id")
+    return db.get(Dataset, dataset_id) if isinstance(dataset_id, int) else None
+
+
 def _resolutions(dataset: Dataset) -> list[int]:
     return [int(r) for r in dataset.info.get("resolutions", [])]
 

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
+from app.auth.service import Principal
 from app.config import get_settings
 from app.jobs.service import create_job
 from app.jobs.specs import SpecError, job_spec
@@ -128,3 +129,11 @@ def import_generator(params: dict[str, Any], out: Path, progress: Any, stop: Any
     result = import_torchscript(Path(params["file"]), params["manifest"], out)
     progress(1, 1, "checked")
     return result
+
+
+def visible_generator(db: Session, job_id: int, principal: Principal) -> Job | None:
+    """The imported generator with this job id, if the principal may see it."""
+    job = db.get(Job, job_id)
+    if job is not None and job.type == IMPORT_GENERATOR and principal.can_see(job):
+        return job
+    return None

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import Response
-from sqlalchemy import select
 from starlette.datastructures import FormData
 
 from app.auth.service import Principal
@@ -17,7 +16,7 @@ from app.gans import byo, estimates, service
 from app.gans.options import FIELDS, PRESET_LABELS, PRESETS, gan_config
 from app.jobs import service as jobs
 from app.jobs.specs import QUEUES, SpecError
-from app.models import Dataset, DatasetStatus, Job
+from app.models import Dataset, Job
 from app.web.body_limit import size_text, upload_limit
 from app.web.templating import redirect, render
 from ml.networks.gan_families import FAMILIES as ARCHS
@@ -43,18 +42,11 @@ FORM_FIELDS = (
 )
 
 
-def _ready_datasets(db: DbDep, principal: Principal) -> list[Dataset]:
-    query = select(Dataset).where(
-        Dataset.status == DatasetStatus.ready, datasets.visible(principal)
-    )
-    return list(db.scalars(query.order_by(Dataset.id.desc())))
-
-
 def _form(
     db: DbDep, principal: Principal, values: dict[str, Any], errors: dict[str, str]
 ) -> dict[str, Any]:
     return {
-        "datasets": _ready_datasets(db, principal),
+        "datasets": datasets.ready_datasets(db, principal),
         "presets": PRESETS,
         "preset_labels": PRESET_LABELS,
         "archs": list(ARCHS),
@@ -74,7 +66,7 @@ def new_training(
     preset: Annotated[str, Query(max_length=50)] = "tiny-cpu",
 ) -> Response:
     if dataset is None:
-        dataset = main_dataset_id(_ready_datasets(db, principal))
+        dataset = main_dataset_id(datasets.ready_datasets(db, principal))
     values: dict[str, Any] = {"dataset": dataset, "preset": preset, "queue": "gpu"}
     values.update(PRESETS.get(preset, {}))
     return render(request, "gans/new.html", _form(db, principal, values, {}))
@@ -159,10 +151,8 @@ def grid_fragment(
 
 def _sampleable_job(db: DbDep, job_id: int, principal: Principal) -> Job:
     """A training run, or an imported generator: both are sampled alike."""
-    job = db.get(Job, job_id)
-    if job is not None and job.type == byo.IMPORT_GENERATOR and principal.can_see(job):
-        return job
-    return _training_job(db, job_id, principal)
+    imported = byo.visible_generator(db, job_id, principal)
+    return imported if imported is not None else _training_job(db, job_id, principal)
 
 
 @router.post("/{job_id}/sample")
@@ -205,7 +195,7 @@ TRANSLATE_DEFAULTS = {
 def _translate_form(
     db: DbDep, principal: Principal, values: dict[str, Any], errors: dict[str, str]
 ) -> dict[str, Any]:
-    return {"datasets": _ready_datasets(db, principal), "values": values, "errors": errors}
+    return {"datasets": datasets.ready_datasets(db, principal), "values": values, "errors": errors}
 
 
 @router.get("/translate")

@@ -11,15 +11,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from app.auth.service import Principal
 from app.db import DatabaseBusy, retry_transient
 from app.deps import CurrentUser, DbDep, Forbidden
+from app.domain.answers import ANSWER_LABELS, AnswerInput, Feedback, ReadingError
 from app.models import Study, StudyReader
 from app.reading import service
-from app.reading.answers import ANSWER_LABELS, AnswerInput, ReadingError
-from app.reading.service import Feedback
 from app.studies import display
 from app.web.templating import redirect, render
 
@@ -29,18 +27,6 @@ PAGE = "read/study.html"
 # Long enough for the prefetched next image to be reused, private so no shared cache keeps it.
 IMAGE_CACHE = "private, max-age=600"
 ANSWER_KEYS = {"real": "R", "fake": "F", "uncertain": "U"}
-
-
-def reader_studies(db: DbDep, principal: Principal) -> list[tuple[Study, StudyReader]]:
-    query = (
-        select(Study, StudyReader)
-        .join(StudyReader, StudyReader.study_id == Study.id)
-        .where(StudyReader.user_id == principal.user.id)
-        .order_by(Study.id)
-    )
-    if principal.study_scope is not None:
-        query = query.where(Study.id == principal.study_scope)
-    return [(study, reader) for study, reader in db.execute(query).all()]
 
 
 def _reader(db: DbDep, principal: Principal, study_id: int) -> tuple[Study, StudyReader]:
@@ -73,7 +59,7 @@ def _page_context(
 def my_studies(request: Request, db: DbDep, principal: CurrentUser) -> Response:
     rows = [
         (study, *service.progress(db, study_reader))
-        for study, study_reader in reader_studies(db, principal)
+        for study, study_reader in service.reader_studies(db, principal)
     ]
     return render(request, "read/index.html", {"rows": rows})
 

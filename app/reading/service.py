@@ -2,7 +2,7 @@
 
 Rules live here, not in the routes: who may read, how a sequence is built (reproducibly, from
 the study seed and the reader's join order), which image is current and what a repeated submit
-means; what makes an answer valid is in app.reading.answers. Services flush; callers commit.
+means; what makes an answer valid is in app.domain.answers. Services flush; callers commit.
 """
 
 from __future__ import annotations
@@ -14,11 +14,19 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.auth.service import Principal
+from app.domain.answers import (
+    AnswerInput,
+    Feedback,
+    InvalidAnswer,
+    ReadingError,
+    parse_answer,
+    practice_feedback_for,
+)
 from app.domain.blinding import opaque_id as new_opaque_id
 from app.domain.reader_study import ImageRef, Selection, reader_schedule, reader_seed
 from app.models import Answer, Image, ScheduleEntry, Study, StudyItem, StudyKind, StudyReader
 from app.models.types import utcnow
-from app.reading.answers import AnswerInput, InvalidAnswer, ReadingError, parse_answer
 from app.reading.sequence_cache import Presentation, Sequence, sequence_of
 from app.studies import blinding_gate
 from app.studies.design import ReadingOptions, load_design
@@ -53,12 +61,6 @@ class NotCurrent(ReadingError):
 
 class StudyNotReadable(ReadingError):
     status_code = 409
-
-
-@dataclass(frozen=True)
-class Feedback:
-    correct: bool | None  # None for "uncertain": neither right nor wrong
-    message: str
 
 
 @dataclass(frozen=True)
@@ -431,13 +433,19 @@ def practice_feedback(db: Session, study_reader: StudyReader, answer: Answer) ->
     )
     if origin is None:
         return None
-    synthetic = origin.value == "synthetic"
-    correct = (
-        None if answer.answer == "uncertain" else answer.answer == ("fake" if synthetic else "real")
-    )
-    opening = {None: "This", True: "Correct: this", False: "Not quite: this"}[correct]
-    message = f"{opening} practice image was {'synthetic (fake)' if synthetic else 'real'}."
     following = sequence.at(index + 1)
-    if following is not None and not following.practice:
-        message += " Practice is over: from now on answers count."
-    return Feedback(correct, message)
+    last_practice = following is not None and not following.practice
+    return practice_feedback_for(answer.answer, origin.value == "synthetic", last_practice)
+
+
+def reader_studies(db: Session, principal: Principal) -> list[tuple[Study, StudyReader]]:
+    """The studies this reader is assigned to (an invitation session: its one study)."""
+    query = (
+        select(Study, StudyReader)
+        .join(StudyReader, StudyReader.study_id == Study.id)
+        .where(StudyReader.user_id == principal.user.id)
+        .order_by(Study.id)
+    )
+    if principal.study_scope is not None:
+        query = query.where(Study.id == principal.study_scope)
+    return [(study, reader) for study, reader in db.execute(query).all()]

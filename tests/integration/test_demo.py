@@ -44,6 +44,8 @@ def demo_env(tmp_path, monkeypatch) -> Env:  # type: ignore[no-untyped-def]
         f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
     )
     monkeypatch.setenv("SYNTHBENCH_DEMO_GAN_KIMG", TINY_GAN_KIMG)
+    # The digits classifiers are most of the digits test's time; 4 epochs still separate.
+    monkeypatch.setenv("SYNTHBENCH_DEMO_CLASSIFIER_EPOCHS", "4")
     monkeypatch.setenv("SYNTHBENCH_ENERGY_TRACKING", "false")
     activate(env, monkeypatch)
     return env

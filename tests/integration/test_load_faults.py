@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from support import ROOT, Env
 
 from app.db import get_sessionmaker, session_scope
+from app.domain.answers import AnswerInput
 from app.models import Answer, ScheduleEntry, Study, StudyReader
 from app.reading import service
-from app.reading.answers import AnswerInput
 
 sys.path.insert(0, str(ROOT / "bench"))
 from load_check import compare, problems

@@ -25,6 +25,7 @@ from app.auth.service import create_user, start_session
 from app.auth.tokens import sign
 from app.db import get_sessionmaker, session_scope
 from app.deps import SESSION_COOKIE
+from app.domain.answers import AnswerInput
 from app.domain.blinding import canonical_png, png_chunk_types
 from app.domain.reader_study import (
     ImageRef,
@@ -49,7 +50,6 @@ from app.models import (
     User,
 )
 from app.reading import service
-from app.reading.answers import AnswerInput
 from app.reading.blinding_audit import audit_blinding, html_problems
 from app.studies.design import ReadingOptions, SecondQuestion, StoredDesign
 from ml.data.collections import available_collections

@@ -1,14 +1,45 @@
 """What counts as a valid answer, checked against a study's reading options.
 
-Kept apart from the service so the rules read in one place, with the messages a reader sees.
+Kept apart from the reading service so the rules read in one place, with the messages a reader
+sees; pure, so they take the reading options and a stored answer as the shapes below
+(`app.studies.design.ReadingOptions` and `app.models.Answer` are both).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from app.models import Answer
-from app.studies.design import ReadingOptions
+
+class Question(Protocol):
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def choices(self) -> tuple[str, ...]: ...
+
+
+class ReadingRules(Protocol):
+    """What of a study's reading options an answer is checked against."""
+
+    @property
+    def answer_choices(self) -> tuple[str, ...]: ...
+
+    @property
+    def reason_required(self) -> bool: ...
+
+    @property
+    def second_question(self) -> Question | None: ...
+
+    def confidence_bounds(self) -> tuple[int, int] | None: ...
+
+
+class StoredAnswer(Protocol):
+    answer: str
+    confidence: float | None
+    reason: str | None
+    second_answer: str | None
+
 
 MAX_REASON = 2000
 MAX_DURATION_MS = 86_400_000
@@ -49,7 +80,7 @@ class ParsedAnswer:
     second_answer: str | None
     duration_ms: int | None
 
-    def same_judgement(self, stored: Answer) -> bool:
+    def same_judgement(self, stored: StoredAnswer) -> bool:
         # duration_ms is a measurement, not the reader's judgement: a retried request may carry
         # a slightly different one and is still the same answer.
         return (
@@ -76,7 +107,7 @@ def _whole_number(raw: str, what: str, low: int, high: int) -> int:
     return value
 
 
-def parse_answer(reading: ReadingOptions, form: AnswerInput) -> ParsedAnswer:
+def parse_answer(reading: ReadingRules, form: AnswerInput) -> ParsedAnswer:
     """Check the form against the study's reading options; InvalidAnswer says what to fix."""
     answer = form.answer.strip()
     if answer not in reading.answer_choices:
@@ -113,3 +144,20 @@ def parse_answer(reading: ReadingOptions, form: AnswerInput) -> ParsedAnswer:
     if form.duration_ms.strip():
         duration = _whole_number(form.duration_ms, "The measured reading time", 0, MAX_DURATION_MS)
     return ParsedAnswer(answer, confidence, reason, second, duration)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    correct: bool | None  # None for "uncertain": neither right nor wrong
+    message: str
+
+
+def practice_feedback_for(answer: str, synthetic: bool, last_practice: bool) -> Feedback:
+    """What a reader is told after a practice image (never after a scored one: the caller
+    asks only for practice images of studies that give feedback)."""
+    correct = None if answer == "uncertain" else answer == ("fake" if synthetic else "real")
+    opening = {None: "This", True: "Correct: this", False: "Not quite: this"}[correct]
+    message = f"{opening} practice image was {'synthetic (fake)' if synthetic else 'real'}."
+    if last_practice:
+        message += " Practice is over: from now on answers count."
+    return Feedback(correct, message)
