@@ -50,7 +50,7 @@ def test_every_not_found_is_one_error_with_its_own_words() -> None:
     from app.domain.not_found import NotFound
     from app.imagesets.service import ImageSetNotFound
     from app.jobs.service import JobNotFound
-    from app.studies.routes import StudyNotFound
+    from app.studies.sharing import StudyNotFound
     from app.sweeps.service import SweepNotFound
 
     for error in (JobNotFound, DatasetNotFound, ImageSetNotFound, StudyNotFound, SweepNotFound):
