@@ -88,9 +88,9 @@ def get_dataset(db: Session, dataset_id: int, principal: Principal | None) -> Da
 
 
 def ready_datasets(db: Session, principal: Principal) -> list[Dataset]:
-    """Datasets the principal may launch jobs on, newest first."""
+    """Datasets the launch forms offer, newest first (a launch then checks `is_ready`)."""
     query = select(Dataset).where(Dataset.status == DatasetStatus.ready, visible(principal))
-    return [d for d in db.scalars(query.order_by(Dataset.id.desc())) if d.is_ready]
+    return list(db.scalars(query.order_by(Dataset.id.desc())))
 
 
 def require_ready(dataset: Dataset, field: str = "dataset") -> None:

@@ -25,18 +25,29 @@ def _text(raw: object) -> str:
 
 
 def whole_number(
-    field_name: str, raw: object, low: int, high: int, message: str, default: int | None = None
+    field_name: str,
+    raw: object,
+    low: int,
+    high: int,
+    message: str,
+    default: int | None = None,
+    *,
+    out_of_range: str | None = None,
 ) -> int:
-    """`raw` as an int from `low` to `high`; blank gives `default` (refused without one)."""
+    """`raw` as an int from `low` to `high`; blank gives `default` (refused without one).
+    `message` refuses what is not a whole number, `out_of_range` (else `message`) the rest."""
     text = _text(raw)
     if not text and default is not None:
         return default
+    # Length first: int() of a million digits is slow, and no allowed value is that long.
+    if len(text) > 40:
+        raise FieldError(field_name, message)
     try:
         number = int(text)
     except ValueError:
         raise FieldError(field_name, message) from None
     if not low <= number <= high:
-        raise FieldError(field_name, message)
+        raise FieldError(field_name, out_of_range or message)
     return number
 
 
@@ -47,8 +58,11 @@ def decimal_number(
     high: float,
     message: str,
     default: float | None = None,
+    *,
+    out_of_range: str | None = None,
 ) -> float:
-    """`raw` as a finite float from `low` to `high`; blank gives `default`."""
+    """`raw` as a finite float from `low` to `high`; blank gives `default`. `message` refuses
+    what is not a number, `out_of_range` (else `message`) the rest."""
     text = _text(raw)
     if not text and default is not None:
         return default
@@ -58,7 +72,7 @@ def decimal_number(
         raise FieldError(field_name, message) from None
     # nan compares false with everything; inf would pass an open-ended range.
     if not math.isfinite(number) or not low <= number <= high:
-        raise FieldError(field_name, message)
+        raise FieldError(field_name, out_of_range or message)
     return number
 
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from app.domain.form_values import decimal_number, whole_number
 from app.jobs.specs import SpecError
 from ml.networks.gan_families import FAMILIES as ARCHS
 from ml.training.gan_config import AUGMENTS, GanConfig, progressive_kimg
@@ -215,14 +216,14 @@ def _checked(merged: dict[str, Any], resolutions: tuple[int, ...]) -> GanConfig:
 
 def _convert(key: str, raw: Any) -> Any:
     if key in _FLOATS or key in _INTS:
-        try:
-            value: float = float(raw) if key in _FLOATS else int(str(raw).strip())
-        except ValueError:
-            raise SpecError(key, f"{raw!r} is not a number.") from None
         lo, hi = _LIMITS[key]
-        if not lo <= value <= hi:
-            raise SpecError(key, f"Choose a value between {lo:g} and {hi:g}.")
-        return value
+        messages = {
+            "message": f"{raw!r} is not a number.",
+            "out_of_range": f"Choose a value between {lo:g} and {hi:g}.",
+        }
+        if key in _FLOATS:
+            return decimal_number(key, raw, lo, hi, **messages)
+        return whole_number(key, raw, int(lo), int(hi), **messages)
     if key in _BOOLS:
         return raw if isinstance(raw, bool) else str(raw).lower() in {"1", "true", "on", "yes"}
     if key == "fid_features":

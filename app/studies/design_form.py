@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from app.domain.display_geometry import DEFAULT_DISPLAY_SIZE, MAX_DISPLAY_SIZE, MIN_DISPLAY_SIZE
+from app.domain.form_values import FieldError, decimal_number
 from app.domain.reader_study import StudyDesign
 from app.studies.design import DisplayOptions, ReadingOptions, SecondQuestion
 
@@ -36,16 +37,19 @@ def _number(
     form: Mapping[str, str], name: str, default: float, low: float, high: float, errors: dict
 ) -> float:
     raw = (form.get(name) or "").strip()
-    if not raw:
-        return default
     try:
-        value = float(raw)
-    except ValueError:
-        errors[name] = f"Enter a number (got {raw!r})."
+        return decimal_number(
+            name,
+            raw,
+            low,
+            high,
+            f"Enter a number (got {raw!r}).",
+            default,
+            out_of_range=f"Must be between {low:g} and {high:g}.",
+        )
+    except FieldError as exc:  # every field's problem is collected, not only the first
+        errors[name] = exc.message
         return default
-    if not low <= value <= high:
-        errors[name] = f"Must be between {low:g} and {high:g}."
-    return value
 
 
 def _checked(form: Mapping[str, str], name: str) -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app.domain.form_values import choice
+from app.domain.form_values import choice, whole_number
 from app.evaluation.options import CLASSIFIER_PRESETS, classifier_config
 from app.gans.options import PRESETS as GAN_PRESETS
 from app.gans.options import gan_config
@@ -165,10 +165,8 @@ def _ints(raw: str, field_name: str, what: str) -> list[int]:
         if part.lower() == "all":
             values.append(0)
             continue
-        try:
-            values.append(int(part))
-        except ValueError:
-            raise SpecError(field_name, f"{what}: {part!r} is not a whole number.") from None
+        message = f"{what}: {part!r} is not a whole number."
+        values.append(whole_number(field_name, part, -(2**63), 2**63 - 1, message))
     return sorted(set(values))
 
 
@@ -241,10 +239,9 @@ def _epochs(raw: str) -> int | None:
     text = (raw or "").strip()
     if not text:
         return None
-    # isdecimal, not isdigit: int() refuses digits such as "²" (a 500 before).
-    if not text.isdecimal() or not 1 <= int(text) <= 1000:
-        raise SpecError("epochs", "Epochs: a whole number from 1 to 1000 (empty: the preset's).")
-    return int(text)
+    return whole_number(
+        "epochs", text, 1, 1000, "Epochs: a whole number from 1 to 1000 (empty: the preset's)."
+    )
 
 
 def parse_spec(values: Mapping[str, str], facts: DatasetFacts) -> SweepSpec:

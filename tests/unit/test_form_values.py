@@ -37,3 +37,16 @@ def test_a_refused_value_is_a_spec_error_for_the_forms() -> None:
     # Launch routes catch SpecError to show the message beside its field.
     with pytest.raises(SpecError):
         whole_number("n", "x", 0, 1, "m")
+
+
+def test_not_a_number_and_out_of_range_can_say_different_things() -> None:
+    from app.domain.form_values import FieldError, decimal_number, whole_number
+
+    messages = {"message": "not a number", "out_of_range": "from 1 to 5"}
+    for raw, said in (("x", "not a number"), ("9", "from 1 to 5"), ("9" * 60, "not a number")):
+        with pytest.raises(FieldError, match=said):
+            whole_number("k", raw, 1, 5, **messages)
+    for raw, said in (("x", "not a number"), ("nan", "from 1 to 5"), ("inf", "from 1 to 5")):
+        with pytest.raises(FieldError, match=said):
+            decimal_number("k", raw, 1, 5, **messages)
+    assert whole_number("k", " 3 ", 1, 5, **messages) == 3
