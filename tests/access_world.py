@@ -25,6 +25,7 @@ from app.config import get_settings
 from app.datasets.service import get_dataset
 from app.db import session_scope
 from app.domain.reader_study import StudyDesign
+from app.evaluation.requests import NeighboursRequest
 from app.evaluation.service import start_neighbours
 from app.gans.options import gan_config
 from app.gans.service import start_training
@@ -233,9 +234,9 @@ def _r1(env: Env) -> tuple[Holdings, int, int, str]:
     train_job, synthetic_set = gan_samples(user, dataset)
     with session_scope() as db:
         sample_job = db.scalar(select(Job.id).where(Job.type == "sample", Job.owner_id == user))
-        values = {"image_set_id": str(synthetic_set)}
+        request = NeighboursRequest(synthetic_set)
         principal = _principal(db, user)
-        neighbours = start_neighbours(db, principal, get_dataset(db, dataset, principal), values)
+        neighbours = start_neighbours(db, principal, get_dataset(db, dataset, principal), request)
         neighbours_id = neighbours.id
         artefact_dir = Path(db.get_one(Job, train_job).artefact_dir or "")
     _, study = _study(user, R1_MARK)

@@ -129,6 +129,7 @@ def train_classifier_command(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Train a classifier on real, synthetic or mixed images; AUC on the real test split."""
+    from app.evaluation.requests import ClassifierRequest
     from app.evaluation.service import start_classifier
 
     values = {
@@ -154,7 +155,7 @@ def train_classifier_command(
             "test_set_ids": sets,
             "external_dataset_id": external,
         }
-        return start_classifier(db, None, found, values)
+        return start_classifier(db, None, found, ClassifierRequest.from_form(values))
 
     _start(start, f"classifier ({train_on})", out, as_json, delong_comparison)
 
@@ -195,6 +196,7 @@ def fidelity_command(
 ) -> None:
     """FID, KID, precision/recall, density/coverage against real train, with the real floor.
     The JSON result names the FID convention and gives each FID's bootstrap interval."""
+    from app.evaluation.requests import FidelityRequest
     from app.evaluation.service import start_fidelity
 
     if features == "inception":
@@ -207,7 +209,7 @@ def fidelity_command(
     def start(db: Any) -> Any:
         values = {**_set_values(db, synthetic, resolution, max_images), **chosen}
         values |= {"fid_resize": fid_resize, "fid_resamples": str(fid_resamples)}
-        return start_fidelity(db, None, _dataset(db, real), values)
+        return start_fidelity(db, None, _dataset(db, real), FidelityRequest.from_form(values))
 
     _start(start, f"fidelity ({features})", out, as_json)
 
@@ -234,6 +236,7 @@ def neighbours_command(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Nearest real training images of every synthetic image; memorisation flags; verdict."""
+    from app.evaluation.requests import NeighboursRequest
     from app.evaluation.service import start_neighbours
 
     def start(db: Any) -> Any:
@@ -244,7 +247,8 @@ def neighbours_command(
             "level": level,
             "classifier_job_id": "" if domain is None else str(domain),
         }
-        return start_neighbours(db, None, _dataset(db, real), values)
+        request = NeighboursRequest.from_form(values)
+        return start_neighbours(db, None, _dataset(db, real), request)
 
     _start(start, "nearest neighbours", out, as_json)
 
@@ -262,6 +266,7 @@ def attribution_command(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Attribution maps of two classifiers on the same real test images, side by side."""
+    from app.evaluation.requests import AttributionRequest
     from app.evaluation.service import start_attribution
 
     values = {
@@ -271,7 +276,11 @@ def attribution_command(
         "n_images": str(n_images),
         "n_steps": str(n_steps),
     }
-    _start(lambda db: start_attribution(db, None, values), "attribution", out, as_json)
+
+    def start(db: Any) -> Any:
+        return start_attribution(db, None, AttributionRequest.from_form(values))
+
+    _start(start, "attribution", out, as_json)
 
 
 @imageset_cli.command("import")

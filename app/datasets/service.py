@@ -23,6 +23,7 @@ from app.auth.service import Principal
 from app.config import get_settings
 from app.datasets.job_types import import_dataset_spec, subset_dataset_spec
 from app.datasets.options import ImportOptions, SubsetOptions
+from app.domain.form_values import whole_number
 from app.domain.not_found import NotFound
 from app.jobs.service import commit_and_enqueue, create_job
 from app.jobs.specs import SpecError
@@ -91,6 +92,17 @@ def ready_datasets(db: Session, principal: Principal) -> list[Dataset]:
     """Datasets the launch forms offer, newest first (a launch then checks `is_ready`)."""
     query = select(Dataset).where(Dataset.status == DatasetStatus.ready, visible(principal))
     return list(db.scalars(query.order_by(Dataset.id.desc())))
+
+
+def chosen_dataset(
+    db: Session, principal: Principal | None, raw: object, field: str = "dataset"
+) -> Dataset:
+    """The dataset a launch form's select names, if the principal may see it."""
+    message = "Choose one of your ready datasets."
+    try:
+        return get_dataset(db, whole_number(field, raw, 1, 2**63 - 1, message), principal)
+    except DatasetNotFound:
+        raise SpecError(field, message) from None
 
 
 def require_ready(dataset: Dataset, field: str = "dataset") -> None:

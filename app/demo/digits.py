@@ -30,6 +30,7 @@ from app.db import session_scope
 from app.demo.gan import _fid_features
 from app.demo.state import active_or_done, demo_jobs
 from app.evaluation import service as evaluation
+from app.evaluation.requests import ClassifierRequest, FidelityRequest, NeighboursRequest
 from app.gans.options import gan_config
 from app.gans.service import parse_sample_options, start_sampling, start_training
 from app.jobs.service import commit_and_enqueue
@@ -159,20 +160,20 @@ def _evaluation(researcher_id: int, dataset_id: int) -> None:
         dataset = db.get(Dataset, dataset_id)
         if samples is None or dataset is None:
             return
-        values = {
-            "image_set_id": str(samples.id),
-            "test_set_ids": str(samples.id),
-            "preset": "tiny-cpu",
-            "epochs": str(get_settings().demo_classifier_epochs),
-            "batch_size": str(DIGITS_BATCH),
-            "resolution": str(DIGITS_RESOLUTION),
-        }
+        set_id = samples.id
+        principal = acting_for(db, researcher_id)
         classifiers = demo_jobs(db, researcher_id, "train_classifier", _of_digits(dataset_id))
         if not classifiers:
             for source in ("real", "synthetic", "mixed"):
-                job = evaluation.start_classifier(
-                    db, acting_for(db, researcher_id), dataset, {**values, "train_on": source}
+                request = ClassifierRequest(
+                    train_on=source,
+                    image_set_id=None if source == "real" else set_id,
+                    resolution=DIGITS_RESOLUTION,
+                    epochs=get_settings().demo_classifier_epochs,
+                    batch_size=DIGITS_BATCH,
+                    test_set_ids=(set_id,),
                 )
+                job = evaluation.start_classifier(db, principal, dataset, request)
                 commit_and_enqueue(db, job)
             return
         if any(job.status is not JobStatus.succeeded for job in classifiers):
@@ -184,15 +185,15 @@ def _evaluation(researcher_id: int, dataset_id: int) -> None:
         if _fid_features() is not None:
             later.append(
                 evaluation.start_fidelity(
-                    db, acting_for(db, researcher_id), dataset, {**values, "features": "inception"}
+                    db, principal, dataset, FidelityRequest(set_id, DIGITS_RESOLUTION)
                 )
             )
         later.append(
             evaluation.start_neighbours(
                 db,
-                acting_for(db, researcher_id),
+                principal,
                 dataset,
-                {**values, "classifier_job_id": str(real.id)},
+                NeighboursRequest(set_id, DIGITS_RESOLUTION, classifier_job_id=real.id),
             )
         )
         for job in later:

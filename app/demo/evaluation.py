@@ -20,6 +20,12 @@ from app.db import session_scope
 from app.demo.gan import DEMO_SAMPLES, _fid_features
 from app.demo.state import active_or_done, demo_jobs
 from app.evaluation import service
+from app.evaluation.requests import (
+    AttributionRequest,
+    ClassifierRequest,
+    FidelityRequest,
+    NeighboursRequest,
+)
 from app.jobs.service import commit_and_enqueue
 from app.models import Dataset, ImageSet, Job, JobStatus
 
@@ -42,13 +48,8 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
         dataset = db.get(Dataset, gan_job.params["dataset_id"])
         assert dataset is not None
         principal = acting_for(db, researcher_id)
-        resolution = str(gan_job.params["config"]["resolution"])
-        values = {
-            "image_set_id": str(samples.id),
-            "test_set_ids": str(samples.id),
-            "preset": "tiny-cpu",
-            "resolution": resolution,
-        }
+        resolution = int(gan_job.params["config"]["resolution"])
+        set_id = samples.id
         # Only this dataset's (and its subset's): the digits benchmark has classifiers too.
         subset_ids = set(db.scalars(select(Dataset.id).where(Dataset.parent_id == dataset.id)))
         classifiers = demo_jobs(
@@ -59,13 +60,23 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
         )
         if not classifiers:
             started = [
-                service.start_classifier(db, principal, dataset, {**values, "train_on": source})
+                service.start_classifier(
+                    db,
+                    principal,
+                    dataset,
+                    ClassifierRequest(
+                        train_on=source,
+                        image_set_id=None if source == "real" else set_id,
+                        resolution=resolution,
+                        test_set_ids=(set_id,),  # every classifier is also tested on the set
+                    ),
+                )
                 for source in ("real", "synthetic", "mixed")
             ]
             # The 2-per-class subset gives the dashboard a second point on the samples axis.
             subset = db.scalar(select(Dataset).where(Dataset.parent_id == dataset.id))
             if subset is not None and subset.content_hash:
-                real_only = {"preset": "tiny-cpu", "resolution": resolution, "train_on": "real"}
+                real_only = ClassifierRequest(resolution=resolution)
                 started.append(service.start_classifier(db, principal, subset, real_only))
             _launch(db, started)
             return
@@ -84,12 +95,7 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
         later = []
         if _fid_features() is not None:
             later.append(
-                service.start_fidelity(
-                    db,
-                    principal,
-                    dataset,
-                    {**values, "features": "inception"},
-                )
+                service.start_fidelity(db, principal, dataset, FidelityRequest(set_id, resolution))
             )
         if real is not None:
             later.append(
@@ -97,7 +103,9 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
                     db,
                     principal,
                     dataset,
-                    {**values, "features": "domain", "classifier_job_id": str(real.id)},
+                    FidelityRequest(
+                        set_id, resolution, features="domain", classifier_job_id=real.id
+                    ),
                 )
             )
         later.append(
@@ -105,7 +113,7 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
                 db,
                 principal,
                 dataset,
-                {**values, "classifier_job_id": str(real.id) if real else ""},
+                NeighboursRequest(set_id, resolution, classifier_job_id=real.id if real else None),
             )
         )
         if real is not None and "synthetic" in by_source:
@@ -113,12 +121,12 @@ def demo_evaluation(researcher_id: int, gan_job_id: int | None) -> None:
                 service.start_attribution(
                     db,
                     principal,
-                    {
-                        "real_job_id": str(real.id),
-                        "synthetic_job_id": str(by_source["synthetic"].id),
-                        "methods": "integrated_gradients,grad_cam",
-                        "n_images": "4",
-                    },
+                    AttributionRequest(
+                        real.id,
+                        by_source["synthetic"].id,
+                        methods=("integrated_gradients", "grad_cam"),
+                        n_images=4,
+                    ),
                 )
             )
         _launch(db, later)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from app.domain.form_values import FieldError, whole_number
+
 
 class Question(Protocol):
     @property
@@ -97,11 +99,11 @@ def _choices_text(choices: tuple[str, ...]) -> str:
 
 
 def _whole_number(raw: str, what: str, low: int, high: int) -> int:
-    text = raw.strip()
-    # Length first: int() of a million digits is slow, and no valid value is that long.
-    if len(text) > 12 or not text.lstrip("-").isdigit():
-        raise InvalidAnswer(f"{what} must be a whole number from {low} to {high}.")
-    value = int(text)
+    message = f"{what} must be a whole number from {low} to {high}."
+    try:
+        value = whole_number("answer", raw, -(10**12), 10**12, message)
+    except FieldError:
+        raise InvalidAnswer(message) from None
     if not low <= value <= high:
         raise InvalidAnswer(f"{what} must be a whole number from {low} to {high}, not {value}.")
     return value

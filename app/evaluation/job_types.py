@@ -7,9 +7,19 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from app.evaluation import options
 from app.evaluation.options import CLASSIFIER_PRESETS
+from app.evaluation.requests import (
+    AttributionRequest,
+    ClassifierRequest,
+    FidelityRequest,
+    NeighboursRequest,
+)
 from app.jobs.registry import JobKind, JobPage
 from app.jobs.specs import JobSpec, SpecError, job_spec
+from app.models import Dataset
 from ml.training.classifier_config import ClassifierConfig
 
 EVALUATION_TYPES = ("train_classifier", "evaluate_fidelity", "nearest_neighbours", "attribution")
@@ -48,13 +58,81 @@ def _describe_attribution(params: Mapping[str, Any]) -> str:
     return f"Attribution #{pair.get('real')} vs #{pair.get('synthetic')}"
 
 
+def _resolutions(db: Session, params: Mapping[str, Any]) -> list[int]:
+    # dataset_id is one of the keys a clone cannot change: the resolutions are the dataset's.
+    dataset_id = params.get("dataset_id")
+    dataset = db.get(Dataset, dataset_id) if isinstance(dataset_id, int) else None
+    return [int(r) for r in (dataset.info.get("resolutions", []) if dataset else [])]
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def checked_classifier_clone(db: Session, params: dict[str, Any]) -> dict[str, Any]:
+    """A clone's edited classifier settings, through the launch form's request and checks."""
+    config = _mapping(params.get("config"))
+    request = ClassifierRequest(
+        train_on=str(params.get("train_on", "real")),
+        image_set_id=params.get("image_set_id"),
+        preset=str(params.get("preset") or "tiny-cpu"),
+        **{k: config.get(k) for k in _CLASSIFIER_SETTINGS},
+    ).checked()
+    return {**params, "config": request.config(_resolutions(db, params))}
+
+
+def checked_fidelity_clone(db: Session, params: dict[str, Any]) -> dict[str, Any]:
+    request = FidelityRequest(**{k: params.get(k) for k in _FIDELITY_KEYS if k in params})
+    checked = request.checked()
+    options.resolution({"resolution": checked.resolution}, _resolutions(db, params))
+    return {**params, **{k: getattr(checked, k) for k in _FIDELITY_KEYS if k in params}}
+
+
+def checked_neighbours_clone(db: Session, params: dict[str, Any]) -> dict[str, Any]:
+    request = NeighboursRequest(**{k: params.get(k) for k in _NEIGHBOURS_KEYS if k in params})
+    checked = request.checked()
+    options.resolution({"resolution": checked.resolution}, _resolutions(db, params))
+    return {**params, **{k: getattr(checked, k) for k in _NEIGHBOURS_KEYS if k in params}}
+
+
+def checked_attribution_clone(db: Session, params: dict[str, Any]) -> dict[str, Any]:
+    pair = _mapping(params.get("classifiers"))
+    methods = params.get("methods")
+    request = AttributionRequest(
+        real_job_id=pair.get("real"),  # type: ignore[arg-type]
+        synthetic_job_id=pair.get("synthetic"),  # type: ignore[arg-type]
+        methods=tuple(methods) if isinstance(methods, list | tuple) else (str(methods),),
+        n_images=params.get("n_images", 6),  # type: ignore[arg-type]
+        n_steps=params.get("n_steps", 32),  # type: ignore[arg-type]
+    ).checked()
+    return {
+        **params,
+        "methods": list(request.methods),
+        "n_images": request.n_images,
+        "n_steps": request.n_steps,
+    }
+
+
+_CLASSIFIER_SETTINGS = (
+    "resolution", "arch", "epochs", "batch_size", "lr", "augment", "balanced", "seed"
+)  # fmt: skip
+_FIDELITY_KEYS = (
+    "image_set_id", "resolution", "max_images", "features", "classifier_job_id",
+    "features_path", "fid_resize", "fid_resamples",
+)  # fmt: skip
+_NEIGHBOURS_KEYS = (
+    "image_set_id", "resolution", "max_images", "k", "alpha", "level", "classifier_job_id"
+)  # fmt: skip
+
+
 KINDS = (
     JobKind(
         "train_classifier",
         "Train a classifier on real, synthetic or mixed images",
         "gpu",
         handler="workers.evaluation:train_classifier",
-        request="ml.training.classifier_config:ClassifierConfig",
+        request="app.evaluation.requests:ClassifierRequest",
+        clone_check="app.evaluation.job_types:checked_classifier_clone",
         preset_values="app.evaluation.job_types:classifier_preset_values",
         describe=_describe_classifier,
         page=JobPage(
@@ -68,6 +146,8 @@ KINDS = (
         "Fidelity: FID, KID, precision/recall against real",
         "gpu",
         handler="workers.evaluation:evaluate_fidelity",
+        request="app.evaluation.requests:FidelityRequest",
+        clone_check="app.evaluation.job_types:checked_fidelity_clone",
         describe=lambda params: f"Fidelity of set #{params.get('image_set_id')}",
         page=JobPage(views=(_VIEW,), partials=_RESULT),
     ),
@@ -76,6 +156,8 @@ KINDS = (
         "Privacy: nearest real neighbours of synthetic images",
         "gpu",
         handler="workers.evaluation:nearest_neighbours",
+        request="app.evaluation.requests:NeighboursRequest",
+        clone_check="app.evaluation.job_types:checked_neighbours_clone",
         describe=lambda params: f"Nearest neighbours of set #{params.get('image_set_id')}",
         page=JobPage(views=(_VIEW,), partials=_RESULT),
     ),
@@ -84,6 +166,8 @@ KINDS = (
         "Attribution maps of two classifiers side by side",
         "gpu",
         handler="workers.evaluation:attribution",
+        request="app.evaluation.requests:AttributionRequest",
+        clone_check="app.evaluation.job_types:checked_attribution_clone",
         describe=_describe_attribution,
         page=JobPage(views=(_VIEW,), partials=_RESULT),
     ),

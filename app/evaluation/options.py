@@ -42,19 +42,27 @@ FID_RESIZE_LABELS = {
 ATTRIBUTION_METHODS = ("integrated_gradients", "grad_cam", "occlusion")
 LEVELS = ("p1", "p5")
 MAX_IMAGES = 50_000
+DEFAULT_MAX_IMAGES = 10_000
 MAX_ID = 2**31 - 1
+CHOOSE_SET = "Choose the synthetic image set."
+
+
+def _raw(values: Mapping[str, Any], key: str) -> object:
+    # Not `values.get(key) or ""`: a typed request's 0 is a value to check, not a blank.
+    raw = values.get(key)
+    return "" if raw is None else raw
 
 
 def _int(values: Mapping[str, Any], key: str, default: int, low: int, high: int, what: str) -> int:
     message = f"{what}: a whole number from {low} to {high}."
-    return whole_number(key, values.get(key) or "", low, high, message, default)
+    return whole_number(key, _raw(values, key), low, high, message, default)
 
 
 def _float(
     values: Mapping[str, Any], key: str, default: float, low: float, high: float, what: str
 ) -> float:
     message = f"{what}: a number from {low:g} to {high:g}."
-    return decimal_number(key, values.get(key) or "", low, high, message, default)
+    return decimal_number(key, _raw(values, key), low, high, message, default)
 
 
 def _flag(values: Mapping[str, Any], key: str, default: bool) -> bool:
@@ -74,6 +82,14 @@ def resolution(values: Mapping[str, Any], available: list[int], default: int | N
         known = ", ".join(str(r) for r in sorted(available))
         raise SpecError("resolution", f"The dataset is stored at {known} px, not {chosen}.")
     return chosen
+
+
+def optional_resolution(values: Mapping[str, Any]) -> int | None:
+    """The resolution asked for; None: the dataset's smallest (checked against the dataset by
+    `resolution`)."""
+    if not str(values.get("resolution") or "").strip():
+        return None
+    return _int(values, "resolution", 0, 1, 4096, "Resolution")
 
 
 def record_id(values: Mapping[str, Any], key: str, missing: str) -> int:
@@ -102,10 +118,7 @@ def _id_list(values: Mapping[str, Any], field: str, what: str) -> list[int]:
     for item in (str(i).strip() for i in items):
         if not item:
             continue
-        # isdecimal, not isdigit: int() refuses digits such as "²" (a 500 before).
-        if not item.isdecimal() or not 1 <= int(item) <= MAX_ID:
-            raise SpecError(field, f"{what}, not {item!r}.")
-        ids.append(int(item))
+        ids.append(whole_number(field, item, 1, MAX_ID, f"{what}, not {item!r}."))
     return sorted(set(ids))
 
 
@@ -144,10 +157,36 @@ def external_label_order(
     return [external.index(n) for n in trained]
 
 
-def classifier_config(values: Mapping[str, Any], available: list[int]) -> dict[str, Any]:
+def classifier_preset(values: Mapping[str, Any]) -> str:
     preset_name = str(values.get("preset", "") or "tiny-cpu").strip()
     if preset_name not in CLASSIFIER_PRESETS:
         raise SpecError("preset", f"Unknown preset; choose one of {', '.join(CLASSIFIER_PRESETS)}.")
+    return preset_name
+
+
+def classifier_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings given explicitly, typed; None where the preset's value stands."""
+
+    def given(key: str) -> bool:
+        raw = values.get(key)
+        return raw is not None and (isinstance(raw, bool) or str(raw).strip() != "")
+
+    return {
+        "resolution": optional_resolution(values),
+        "arch": str(values["arch"]).strip() if given("arch") else None,
+        "epochs": _int(values, "epochs", 0, 1, 1000, "Epochs") if given("epochs") else None,
+        "batch_size": (
+            _int(values, "batch_size", 0, 1, 4096, "Batch size") if given("batch_size") else None
+        ),
+        "lr": _float(values, "lr", 0.0, 1e-7, 1.0, "Learning rate") if given("lr") else None,
+        "augment": _flag(values, "augment", False) if given("augment") else None,
+        "balanced": _flag(values, "balanced", False) if given("balanced") else None,
+        "seed": _int(values, "seed", 0, 0, MAX_ID, "Seed") if given("seed") else None,
+    }
+
+
+def classifier_config(values: Mapping[str, Any], available: list[int]) -> dict[str, Any]:
+    preset_name = classifier_preset(values)
     base = {**asdict(ClassifierConfig()), **CLASSIFIER_PRESETS[preset_name]}
     config = {
         **base,
@@ -197,7 +236,7 @@ def fid_options(values: Mapping[str, Any]) -> dict[str, Any]:
     return {"fid_resize": resize, "fid_resamples": resamples}
 
 
-def max_images(values: Mapping[str, Any], default: int = 10_000) -> int:
+def max_images(values: Mapping[str, Any], default: int = DEFAULT_MAX_IMAGES) -> int:
     return _int(values, "max_images", default, 2, MAX_IMAGES, "Images compared at most")
 
 

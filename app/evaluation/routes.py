@@ -11,6 +11,12 @@ from app.auth.service import Principal
 from app.deps import DbDep, Researcher
 from app.evaluation import service
 from app.evaluation.compare import compare_context
+from app.evaluation.requests import (
+    AttributionRequest,
+    ClassifierRequest,
+    FidelityRequest,
+    NeighboursRequest,
+)
 from app.evaluation.views import benchmark_context, dashboard_context
 from app.jobs import service as jobs
 from app.jobs.specs import SpecError
@@ -78,10 +84,18 @@ async def launch_one(
     page = f"/gans/{job_id}/benchmark"
     queue = values["queue"] or None
     starters = {
-        "classifier": lambda: service.start_classifier(db, principal, dataset, values, queue),
-        "fidelity": lambda: service.start_fidelity(db, principal, dataset, values, queue),
-        "neighbours": lambda: service.start_neighbours(db, principal, dataset, values, queue),
-        "attribution": lambda: service.start_attribution(db, principal, values, queue),
+        "classifier": lambda: service.start_classifier(
+            db, principal, dataset, ClassifierRequest.from_form(values), queue
+        ),
+        "fidelity": lambda: service.start_fidelity(
+            db, principal, dataset, FidelityRequest.from_form(values), queue
+        ),
+        "neighbours": lambda: service.start_neighbours(
+            db, principal, dataset, NeighboursRequest.from_form(values), queue
+        ),
+        "attribution": lambda: service.start_attribution(
+            db, principal, AttributionRequest.from_form(values), queue
+        ),
     }
     if kind not in starters:
         raise HTTPException(404, f"There is no evaluation called {kind!r}.")

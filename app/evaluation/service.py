@@ -16,6 +16,12 @@ from app.auth.service import Principal, may_see
 from app.datasets import service as datasets
 from app.evaluation import options
 from app.evaluation.job_types import EVALUATION_TYPES, evaluation_spec
+from app.evaluation.requests import (
+    AttributionRequest,
+    ClassifierRequest,
+    FidelityRequest,
+    NeighboursRequest,
+)
 from app.jobs.service import create_job
 from app.jobs.specs import SpecError
 from app.models import Dataset, ImageSet, Job, JobStatus
@@ -86,23 +92,22 @@ def start_classifier(
     db: Session,
     principal: Principal | None,
     dataset: Dataset,
-    values: Mapping[str, Any],
+    request: ClassifierRequest,
     queue: str | None = None,
 ) -> Job:
     _ready(dataset)
-    train_on, set_id = options.train_on(values)
-    config = options.classifier_config(values, _resolutions(dataset))
-    params: dict[str, Any] = {**_base(dataset), "train_on": train_on, "config": config}
+    request = request.checked()
+    config = request.config(_resolutions(dataset))
+    params: dict[str, Any] = {**_base(dataset), "train_on": request.train_on, "config": config}
     # Which preset the form started from: the job page marks the settings that differ.
-    params["preset"] = str(values.get("preset", "") or "tiny-cpu").strip()
-    if set_id is not None:
-        params["image_set_id"] = _visible_set(db, set_id, principal).id
-    extra = options.test_sets(values)
-    params["test_set_ids"] = [_visible_set(db, i, principal).id for i in extra]
+    params["preset"] = request.preset
+    if request.image_set_id is not None:
+        params["image_set_id"] = _visible_set(db, request.image_set_id, principal).id
+    params["test_set_ids"] = [_visible_set(db, i, principal).id for i in request.test_set_ids]
     # Keyed by id, with *_id / *_path / *_hash keys, so a clone cannot edit where it reads.
     external = {
         str(i): _external(db, principal, dataset, i, config["resolution"])
-        for i in options.external_datasets(values)
+        for i in request.external_dataset_ids
     }
     if external:
         params["external_datasets"] = external
@@ -137,15 +142,18 @@ def _external(
 
 
 def _set_params(
-    db: Session, principal: Principal | None, dataset: Dataset, values: Mapping[str, Any]
+    db: Session,
+    principal: Principal | None,
+    dataset: Dataset,
+    request: FidelityRequest | NeighboursRequest,
 ) -> dict[str, Any]:
     _ready(dataset)
-    set_id = options.record_id(values, "image_set_id", "Choose the synthetic image set.")
+    asked = {"resolution": request.resolution}
     return {
         **_base(dataset),
-        "image_set_id": _visible_set(db, set_id, principal).id,
-        "resolution": options.resolution(values, _resolutions(dataset)),
-        "max_images": options.max_images(values),
+        "image_set_id": _visible_set(db, request.image_set_id, principal).id,
+        "resolution": options.resolution(asked, _resolutions(dataset)),
+        "max_images": request.max_images,
     }
 
 
@@ -153,13 +161,15 @@ def start_fidelity(
     db: Session,
     principal: Principal | None,
     dataset: Dataset,
-    values: Mapping[str, Any],
+    request: FidelityRequest,
     queue: str | None = None,
 ) -> Job:
-    params = _set_params(db, principal, dataset, values)
-    kind, job_id, path = options.features(values)
-    params.update(features=kind, classifier_job_id=job_id, features_path=path)
-    params.update(options.fid_options(values))
+    request = request.checked()
+    params = _set_params(db, principal, dataset, request)
+    job_id = request.classifier_job_id
+    params.update(features=request.features, classifier_job_id=job_id)
+    params.update(features_path=request.features_path)
+    params.update(fid_resize=request.fid_resize, fid_resamples=request.fid_resamples)
     if job_id is not None:
         _classifier_job(db, job_id, principal, dataset)
     return _create(db, "evaluate_fidelity", params, queue, principal)
@@ -169,28 +179,29 @@ def start_neighbours(
     db: Session,
     principal: Principal | None,
     dataset: Dataset,
-    values: Mapping[str, Any],
+    request: NeighboursRequest,
     queue: str | None = None,
 ) -> Job:
-    params = {**_set_params(db, principal, dataset, values), **options.neighbour_options(values)}
-    if str(values.get("classifier_job_id", "") or "").strip():
-        job_id = options.record_id(values, "classifier_job_id", "Choose a classifier job.")
-        _classifier_job(db, job_id, principal, dataset)
-        params["classifier_job_id"] = job_id
+    request = request.checked()
+    params = _set_params(db, principal, dataset, request)
+    params.update(k=request.k, alpha=request.alpha, level=request.level)
+    if request.classifier_job_id is not None:
+        _classifier_job(db, request.classifier_job_id, principal, dataset)
+        params["classifier_job_id"] = request.classifier_job_id
     return _create(db, "nearest_neighbours", params, queue, principal)
 
 
 def start_attribution(
     db: Session,
     principal: Principal | None,
-    values: Mapping[str, Any],
+    request: AttributionRequest,
     queue: str | None = None,
 ) -> Job:
     """Two classifiers on the same data (typically real-trained and synthetic-trained)."""
+    request = request.checked()
     ids = {}
     for role, field in (("real", "real_job_id"), ("synthetic", "synthetic_job_id")):
-        job_id = options.record_id(values, field, "Choose two finished classifier jobs.")
-        ids[role] = _classifier_job(db, job_id, principal, field=field)
+        ids[role] = _classifier_job(db, getattr(request, field), principal, field=field)
     real, synthetic = ids["real"], ids["synthetic"]
     if real.result.get("dataset_hash") != synthetic.result.get("dataset_hash"):
         raise SpecError("synthetic_job_id", "The two classifiers were tested on different data.")
@@ -201,7 +212,9 @@ def start_attribution(
         "dataset_path": real.params["dataset_path"],
         "dataset_hash": real.params["dataset_hash"],
         "classifiers": {"real": real.id, "synthetic": synthetic.id},
-        **options.attribution_options(values),
+        "methods": list(request.methods),
+        "n_images": request.n_images,
+        "n_steps": request.n_steps,
     }
     return _create(db, "attribution", params, queue, principal)
 
@@ -253,18 +266,21 @@ def start_suite(
     are created before any is enqueued, so a bad field starts nothing."""
     # Every classifier is also tested on the set (train on real, test on synthetic).
     values = {**values, "test_set_ids": str(values.get("image_set_id", ""))}
-    base = {**values, "train_on": "real"}
-    config = options.classifier_config(base, _resolutions(dataset))
+    # The form parsed once into each job's request.
+    real = ClassifierRequest.from_form({**values, "train_on": "real"})
+    trained = [
+        ClassifierRequest.from_form({**values, "train_on": s}) for s in ("synthetic", "mixed")
+    ]
+    config = real.config(_resolutions(dataset))
+    set_values = {**values, "resolution": config["resolution"], "classifier_job_id": ""}
+    fidelity = FidelityRequest.from_form({**set_values, "features": "inception"})
+    neighbours = NeighboursRequest.from_form(set_values)
     started: list[Job] = []
     if not _has_real_classifier(db, principal, dataset, config):
-        started.append(start_classifier(db, principal, dataset, base))
-    for source in ("synthetic", "mixed"):
-        started.append(start_classifier(db, principal, dataset, {**values, "train_on": source}))
-    set_values = {**values, "resolution": str(config["resolution"])}
-    started.append(start_fidelity(db, principal, dataset, {**set_values, "features": "inception"}))
-    started.append(
-        start_neighbours(db, principal, dataset, {**set_values, "classifier_job_id": ""})
-    )
+        started.append(start_classifier(db, principal, dataset, real))
+    started += [start_classifier(db, principal, dataset, request) for request in trained]
+    started.append(start_fidelity(db, principal, dataset, fidelity))
+    started.append(start_neighbours(db, principal, dataset, neighbours))
     return started
 
 

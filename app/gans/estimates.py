@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from app.gans.options import PRESETS
 from app.jobs.specs import SpecError
-from app.models import Dataset, DatasetStatus, Job, JobStatus
+from app.models import Dataset, Job, JobStatus
 from ml.data.classes import split_classes
 from ml.data.store import open_dataset
 from ml.training.gan_config import GanConfig
@@ -237,7 +237,7 @@ def measured_speeds(
 
 def dataset_shape(dataset: Dataset, split: str) -> tuple[int, int]:
     """(classes, channels) exactly as the training loop will see them."""
-    if dataset.status is not DatasetStatus.ready or not dataset.content_hash:
+    if not dataset.is_ready:
         raise SpecError("dataset", "The dataset is not ready yet; wait for its import.")
     return _dataset_shape(dataset.path, dataset.content_hash, split)
 

@@ -7,6 +7,8 @@ so the job record is a complete recipe for rerunning the training.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -237,3 +239,20 @@ def _convert(key: str, raw: Any) -> Any:
 
 def config_params(config: GanConfig) -> dict[str, Any]:
     return asdict(config)
+
+
+TRANSLATE_FIELDS = ("resolution", "kimg", "batch_size", "tick_kimg", "snapshot_ticks", "seed")
+_ANY_INT = (-(2**63), 2**63 - 1)  # CycleGanConfig.check() then says what a run allows
+
+
+def translate_config(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The CycleGAN form's numbers, parsed (kimg as decimals, the rest whole numbers)."""
+    config: dict[str, Any] = {"device": "auto"}
+    for key in TRANSLATE_FIELDS:
+        raw = values.get(key, "")
+        message = f"{str(raw).strip()!r} is not a number."
+        if "kimg" in key:
+            config[key] = decimal_number(key, raw, -math.inf, math.inf, message)
+        else:
+            config[key] = whole_number(key, raw, *_ANY_INT, message)
+    return config

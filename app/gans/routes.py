@@ -13,7 +13,14 @@ from app.datasets import service as datasets
 from app.datasets.choice import main_dataset_id
 from app.deps import DbDep, Researcher
 from app.gans import byo, estimates, service
-from app.gans.options import FIELDS, PRESET_LABELS, PRESETS, gan_config
+from app.gans.options import (
+    FIELDS,
+    PRESET_LABELS,
+    PRESETS,
+    TRANSLATE_FIELDS,
+    gan_config,
+    translate_config,
+)
 from app.jobs import service as jobs
 from app.jobs.specs import QUEUES, SpecError
 from app.models import Dataset, Job
@@ -75,11 +82,7 @@ def new_training(
 def _checked(db: DbDep, principal: Principal, values: dict[str, str]) -> tuple[Dataset, GanConfig]:
     """The form's dataset and settings, checked: shared by the launch and the estimate, so
     the estimate describes exactly the run that "Start training" would queue."""
-    try:
-        dataset_id = int(values["dataset"])
-        dataset = datasets.get_dataset(db, dataset_id, principal)
-    except (ValueError, datasets.DatasetNotFound):
-        raise SpecError("dataset", "Choose one of your ready datasets.") from None
+    dataset = datasets.chosen_dataset(db, principal, values["dataset"])
     given = {k: values[k] for k in FORM_FIELDS if k in FIELDS}
     config = gan_config(
         given,
@@ -180,7 +183,6 @@ async def sample(request: Request, job_id: int, db: DbDep, principal: Researcher
     return redirect(request, f"/jobs/{sampling.id}", flash=f"Sampling job {sampling.id} queued.")
 
 
-TRANSLATE_FIELDS = ("resolution", "kimg", "batch_size", "tick_kimg", "snapshot_ticks", "seed")
 TRANSLATE_DEFAULTS = {
     "resolution": "64",
     "kimg": "10",
@@ -210,18 +212,11 @@ async def launch_translation(request: Request, db: DbDep, principal: Researcher)
     keys = (*TRANSLATE_FIELDS, "dataset_a", "dataset_b", "name", "split", "job_name")
     values = {key: str(form.get(key, "")).strip() for key in keys}
     try:
-        config: dict[str, Any] = {"device": "auto"}
-        for key in TRANSLATE_FIELDS:
-            try:
-                config[key] = float(values[key]) if "kimg" in key else int(values[key])
-            except ValueError:
-                raise SpecError(key, f"{values[key]!r} is not a number.") from None
-        chosen = []
-        for key in ("dataset_a", "dataset_b"):
-            try:
-                chosen.append(datasets.get_dataset(db, int(values[key]), principal))
-            except (ValueError, datasets.DatasetNotFound):
-                raise SpecError(key, "Choose one of your ready datasets.") from None
+        config = translate_config(values)
+        chosen = [
+            datasets.chosen_dataset(db, principal, values[key], key)
+            for key in ("dataset_a", "dataset_b")
+        ]
         job = service.start_translation(
             db,
             owner_id=principal.user.id,

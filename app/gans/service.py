@@ -22,7 +22,7 @@ from app.gans.job_types import sample_spec, train_gan_spec, translate_spec
 from app.jobs.outcomes import JobOutputError
 from app.jobs.service import create_job
 from app.jobs.specs import SpecError
-from app.models import Dataset, DatasetStatus, ImageSet, Job
+from app.models import Dataset, ImageSet, Job
 from ml import run_folder
 from ml.generators.index import PER_CLASS_BEST, PER_CLASS_LAST, TORCHSCRIPT_INDEX
 from ml.networks.gan_families import TRUNCATION_FAMILIES
@@ -49,7 +49,7 @@ def start_training(
     name: str | None = None,
 ) -> Job:
     """`preset`: the one the form started from, kept so the job page can show what changed."""
-    if dataset.status is not DatasetStatus.ready or not dataset.content_hash:
+    if not dataset.is_ready:
         raise SpecError("dataset", "The dataset is not ready yet; wait for its import.")
     params = config_dict(config)
     spec = train_gan_spec(dataset.id, dataset.path, dataset.content_hash, params, queue)
@@ -178,7 +178,7 @@ def start_translation(
     from ml.training.cyclegan import CycleGanConfig
 
     for field_name, dataset in (("dataset_a", dataset_a), ("dataset_b", dataset_b)):
-        if dataset.status is not DatasetStatus.ready or not dataset.content_hash:
+        if not dataset.is_ready:
             raise SpecError(field_name, f"{dataset.name} is not ready yet.")
         if config.get("resolution") not in dataset.info.get("resolutions", []):
             raise SpecError("resolution", f"{dataset.name} is not stored at that resolution.")

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.domain.form_values import choice, whole_number
-from app.evaluation.options import CLASSIFIER_PRESETS, classifier_config
+from app.evaluation.options import CLASSIFIER_PRESETS
+from app.evaluation.requests import ClassifierRequest
 from app.gans.options import PRESETS as GAN_PRESETS
 from app.gans.options import gan_config
 from app.gans.service import parse_sample_options
@@ -286,7 +287,7 @@ def check_points(spec: SweepSpec, facts: DatasetFacts) -> list[Point]:
             "grid", f"This sweep has {len(found)} points; at most {MAX_POINTS} per sweep."
         )
     for resolution in spec.resolutions:
-        classifier_values(spec, resolution)  # raises for a bad preset, epochs or resolution
+        classifier_request(spec, resolution)  # raises for a bad preset, epochs or resolution
     for point in found:
         gan_settings(spec, point, facts.resolutions)
     return found
@@ -309,17 +310,26 @@ def gan_settings(spec: SweepSpec, point: Point, resolutions: tuple[int, ...]) ->
         raise
 
 
-def classifier_values(spec: SweepSpec, resolution: int, **extra: str) -> dict[str, str]:
-    """Values for `app.evaluation.service.start_classifier` (checked here first)."""
-    values = {"preset": spec.classifier_preset, "resolution": str(resolution), **extra}
-    if spec.epochs is not None:
-        values["epochs"] = str(spec.epochs)
+def classifier_request(
+    spec: SweepSpec, resolution: int, image_set_id: int | None = None
+) -> ClassifierRequest:
+    """A point's classifier: real-trained without `image_set_id`, else synthetic-trained and
+    also tested on that set (train-real/test-synthetic, as the benchmark suite does). Checked
+    here first, so a sweep never stops half-way on a setting it could have refused."""
+    request = ClassifierRequest(
+        train_on="real" if image_set_id is None else "synthetic",
+        image_set_id=image_set_id,
+        preset=spec.classifier_preset,
+        resolution=resolution,
+        epochs=spec.epochs,
+        test_set_ids=() if image_set_id is None else (image_set_id,),
+    )
     try:
-        classifier_config(values, [resolution])
+        request.checked().config([resolution])
     except SpecError as exc:
         field_name = {"preset": "classifier_preset", "arch": "classifier_preset"}.get(exc.field)
         raise SpecError(field_name or exc.field, exc.message) from None
-    return values
+    return request
 
 
 # --- points and steps ------------------------------------------------------------------------

@@ -49,10 +49,7 @@ def _jobs_by_step(db: Session, sweep_id: int) -> dict[str, Job]:
 
 
 def _root(db: Session, principal: Principal, raw_id: str) -> Dataset:
-    try:
-        dataset = datasets.get_dataset(db, int(raw_id), principal)
-    except (ValueError, datasets.DatasetNotFound):
-        raise SpecError("dataset", "Choose one of your ready datasets.") from None
+    dataset = datasets.chosen_dataset(db, principal, raw_id)
     datasets.require_ready(dataset)
     return dataset
 

@@ -19,7 +19,7 @@ from app.evaluation.service import start_classifier
 from app.gans.service import parse_sample_options, start_sampling, start_training
 from app.jobs.specs import SpecError
 from app.models import Dataset, Job, Sweep
-from app.sweeps.grid import Step, SweepSpec, classifier_values, gan_settings
+from app.sweeps.grid import Step, SweepSpec, classifier_request, gan_settings
 from app.sweeps.views import point_label
 
 Creator = Callable[[Session, Sweep, SweepSpec, Step, Mapping[str, Job], Dataset], Job]
@@ -102,8 +102,8 @@ def _real(
     db: Session, sweep: Sweep, spec: SweepSpec, step: Step, jobs: Mapping[str, Job], root: Dataset
 ) -> Job:
     dataset = _dataset(db, step.data, jobs, root)
-    values = classifier_values(spec, step.point.resolution, train_on="real")
-    return start_classifier(db, _owner(db, sweep), dataset, values, queue=spec.queue)
+    request = classifier_request(spec, step.point.resolution)
+    return start_classifier(db, _owner(db, sweep), dataset, request, queue=spec.queue)
 
 
 def _synthetic(
@@ -115,14 +115,8 @@ def _synthetic(
         raise SpecError("image_set_id", "The sampling job stored no image set.")
     dataset = _dataset(db, step.data, jobs, root)
     # Also scored on its own synthetic set, as the benchmark suite does (train-real/test-syn).
-    values = classifier_values(
-        spec,
-        step.point.resolution,
-        train_on="synthetic",
-        image_set_id=str(set_id),
-        test_set_ids=str(set_id),
-    )
-    return start_classifier(db, _owner(db, sweep), dataset, values, queue=spec.queue)
+    request = classifier_request(spec, step.point.resolution, image_set_id=int(set_id))
+    return start_classifier(db, _owner(db, sweep), dataset, request, queue=spec.queue)
 
 
 CREATORS: dict[str, Creator] = {

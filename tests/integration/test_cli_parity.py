@@ -25,6 +25,7 @@ from support import Env, make_user
 
 from app.db import session_scope
 from app.demo.digits import write_digits_dataset
+from app.evaluation.requests import ClassifierRequest
 from app.evaluation.service import start_classifier
 from app.imagesets.storage import original_path
 from app.models import Dataset, Image, ImageSet, Job, JobStatus, Origin
@@ -69,7 +70,7 @@ def _real_classifier(dataset_id: int) -> tuple[int, dict[str, Any]]:
     values = {**CLASSIFIER, "train_on": "real", "test_set_ids": ""}
     with session_scope() as db:
         dataset = db.get(Dataset, dataset_id)
-        job_id = start_classifier(db, None, dataset, values).id
+        job_id = start_classifier(db, None, dataset, ClassifierRequest.from_form(values)).id
         db.commit()
     execute(job_id)
     with session_scope() as db:

@@ -22,6 +22,7 @@ from PIL import Image as PILImage
 from support import Env, make_user
 
 from app.db import session_scope
+from app.evaluation.requests import ClassifierRequest
 from app.evaluation.service import start_classifier
 from app.evaluation.utility import utility_matrix
 from app.jobs.specs import SpecError
@@ -98,14 +99,26 @@ def test_classifier_validated_on_a_second_site(sqlite_env: Env, sites: dict[str,
         values = {"preset": "tiny-cpu", "epochs": "8", "batch_size": "32"}
         # Other labels (3 vs 5): refused before anything is queued, saying what differs.
         with pytest.raises(SpecError) as caught:
-            start_classifier(db, None, a, {**values, "external_dataset_id": str(sites["c"])})
+            start_classifier(
+                db,
+                None,
+                a,
+                ClassifierRequest.from_form({**values, "external_dataset_id": str(sites["c"])}),
+            )
         assert caught.value.field == "external_dataset_id"
         assert "Hospital C digits (3 vs 5) cannot validate this classifier" in caught.value.message
         assert "it lacks 'eight'; it has 'five' besides" in caught.value.message
         with pytest.raises(SpecError, match="is the training dataset"):
-            start_classifier(db, None, a, {**values, "external_dataset_id": str(sites["a"])})
+            start_classifier(
+                db,
+                None,
+                a,
+                ClassifierRequest.from_form({**values, "external_dataset_id": str(sites["a"])}),
+            )
         with pytest.raises(SpecError, match="There is no dataset 999 that you can see"):
-            start_classifier(db, None, a, {**values, "external_dataset_id": "999"})
+            start_classifier(
+                db, None, a, ClassifierRequest.from_form({**values, "external_dataset_id": "999"})
+            )
         db.rollback()
 
     result = _cli_json(

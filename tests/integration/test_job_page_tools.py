@@ -232,3 +232,48 @@ def test_job_list_pages_newest_first_and_polls_its_own_page(web: WebClient, owne
     assert f'<a href="/jobs/{ids[0]}">' in second
     assert 'hx-get="/jobs?page=2"' in second and "Page 2 of 2" in second
     assert "Page 2 of 2" in web.get("/jobs?page=99").text  # past the end: the last page
+
+
+def test_an_evaluation_clone_passes_its_launch_request_checks(web: WebClient, owner: int) -> None:
+    """Evaluation clones go through the typed request the launch form parses into
+    (`app.evaluation.requests`): a setting the form refuses is refused, an allowed edit is
+    stored as the launch stores it."""
+    from app.evaluation.options import classifier_config
+    from app.models import Dataset, DatasetStatus
+
+    with session_scope() as db:
+        info = {"resolutions": [32], "label_names": ["a", "b"]}
+        dataset = Dataset(
+            name="clone data", owner_id=owner, status=DatasetStatus.ready, info=info,
+            content_hash="c0ffee", format="folder",
+        )  # fmt: skip
+        db.add(dataset)
+        db.flush()
+        dataset_id = dataset.id
+    base = {"dataset_id": dataset_id, "dataset_path": "/data/x", "dataset_hash": "c0ffee"}
+    config = classifier_config({"preset": "tiny-cpu"}, [32])
+    params = {**base, "train_on": "real", "preset": "tiny-cpu", "config": config}
+    old = _create(owner, JobSpec("train_classifier", "cpu", params))
+    page = f"/jobs/{old}/clone"
+
+    def clone(edited: dict) -> httpx.Response:
+        data = {"type": "train_classifier", "queue": "cpu", "params": json.dumps(edited)}
+        return _post(web, page, data, page)
+
+    refused = clone({**params, "config": {**config, "epochs": 0}})
+    assert refused.status_code == 422
+    assert "epochs: Epochs: a whole number from 1 to 1000." in refused.text
+    wrong_size = clone({**params, "config": {**config, "resolution": 64}})
+    assert "The dataset is stored at 32 px, not 64." in wrong_size.text
+    new = _job(_new_id(clone({**params, "config": {**config, "epochs": "3"}})))
+    assert new.params["config"] == {**config, "epochs": 3}  # parsed, as the launch stores it
+
+    neighbours = {**base, "image_set_id": 5, "resolution": 32, "max_images": 100, "k": 5,
+                  "alpha": 0.05, "level": "p5"}  # fmt: skip
+    old = _create(owner, JobSpec("nearest_neighbours", "cpu", neighbours))
+    page = f"/jobs/{old}/clone"
+    data = {"type": "nearest_neighbours", "queue": "cpu"}
+    bad = _post(web, page, {**data, "params": json.dumps({**neighbours, "level": "p50"})}, page)
+    assert bad.status_code == 422 and "level: Flag level: one of p1, p5." in bad.text
+    good = _post(web, page, {**data, "params": json.dumps({**neighbours, "k": 7})}, page)
+    assert _job(_new_id(good)).params["k"] == 7
