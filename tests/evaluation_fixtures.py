@@ -3,14 +3,17 @@ trained on them for a few steps and a synthetic set sampled from it, all run in-
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from dataset_fixtures import write_folder
+from sqlalchemy import select
 from support import Env
 
 from app.datasets.options import parse_import_options
 from app.datasets.service import start_import
 from app.db import session_scope
+from app.evaluation.job_types import EVALUATION_TYPES
 from app.gans.options import gan_config
 from app.gans.service import parse_sample_options, start_sampling, start_training
 from app.models import Dataset, Job, JobStatus
@@ -86,3 +89,25 @@ def dataset_with_gan_samples(env: Env, owner_id: int) -> tuple[int, int, int]:
     """(dataset id, GAN training job id, synthetic image set id)."""
     dataset_id = import_cxr(env, owner_id)
     return (dataset_id, *gan_samples(owner_id, dataset_id))
+
+
+def evaluation_jobs() -> list[Job]:
+    """Every evaluation job so far, oldest first, detached from its session."""
+    with session_scope() as db:
+        query = select(Job).where(Job.type.in_(EVALUATION_TYPES)).order_by(Job.id)
+        jobs = list(db.scalars(query))
+        for job in jobs:
+            db.expunge(job)
+        return jobs
+
+
+def wait_for_evaluations(count: int, timeout: float = 420) -> list[Job]:
+    """At least `count` evaluation jobs, all finished (a worker runs them meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = evaluation_jobs()
+        if len(jobs) >= count and all(j.status.finished for j in jobs):
+            return jobs
+        states = [(j.id, j.type, j.status.value, j.message) for j in jobs]
+        assert time.monotonic() < deadline, states
+        time.sleep(0.5)

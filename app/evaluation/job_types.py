@@ -81,18 +81,26 @@ def checked_classifier_clone(db: Session, params: dict[str, Any]) -> dict[str, A
     return {**params, "config": request.config(_resolutions(db, params))}
 
 
-def checked_fidelity_clone(db: Session, params: dict[str, Any]) -> dict[str, Any]:
-    request = FidelityRequest(**{k: params.get(k) for k in _FIDELITY_KEYS if k in params})
-    checked = request.checked()
+def _checked_set_clone(
+    db: Session,
+    params: dict[str, Any],
+    request_type: type[FidelityRequest] | type[NeighboursRequest],
+    keys: tuple[str, ...],
+) -> dict[str, Any]:
+    """A clone of a job measuring a synthetic set: its request's checks, and a resolution the
+    dataset is stored at; values stored as the launch stores them."""
+    stored = [k for k in keys if k in params]
+    checked = request_type(**{k: params[k] for k in stored}).checked()
     options.resolution({"resolution": checked.resolution}, _resolutions(db, params))
-    return {**params, **{k: getattr(checked, k) for k in _FIDELITY_KEYS if k in params}}
+    return {**params, **{k: getattr(checked, k) for k in stored}}
+
+
+def checked_fidelity_clone(db: Session, params: dict[str, Any]) -> dict[str, Any]:
+    return _checked_set_clone(db, params, FidelityRequest, _FIDELITY_KEYS)
 
 
 def checked_neighbours_clone(db: Session, params: dict[str, Any]) -> dict[str, Any]:
-    request = NeighboursRequest(**{k: params.get(k) for k in _NEIGHBOURS_KEYS if k in params})
-    checked = request.checked()
-    options.resolution({"resolution": checked.resolution}, _resolutions(db, params))
-    return {**params, **{k: getattr(checked, k) for k in _NEIGHBOURS_KEYS if k in params}}
+    return _checked_set_clone(db, params, NeighboursRequest, _NEIGHBOURS_KEYS)
 
 
 def checked_attribution_clone(db: Session, params: dict[str, Any]) -> dict[str, Any]:

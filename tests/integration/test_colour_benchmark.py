@@ -8,7 +8,6 @@ neighbours' vectors."""
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from colour_fixtures import write_colour_folder
-from evaluation_fixtures import gan_samples
+from evaluation_fixtures import gan_samples, wait_for_evaluations
 from PIL import Image as PILImage
 from sqlalchemy import select
 from support import Env, make_user
@@ -25,7 +24,6 @@ from web_client import WebClient
 from app.datasets.options import parse_import_options
 from app.datasets.service import start_import
 from app.db import session_scope
-from app.evaluation.job_types import EVALUATION_TYPES
 from app.imagesets.folder_upload import folder_zip
 from app.imagesets.service import create_image_set
 from app.imagesets.storage import original_path
@@ -70,24 +68,6 @@ def _colour_upload(env: Env, owner_id: int) -> dict[int, int]:
         set_id = image_set.id
         rows = db.scalars(select(Image.id).where(Image.image_set_id == set_id))
         return {image_id: set_id for image_id in rows}
-
-
-def _evaluation_jobs() -> list[Job]:
-    with session_scope() as db:
-        jobs = list(db.scalars(select(Job).where(Job.type.in_(EVALUATION_TYPES)).order_by(Job.id)))
-        for job in jobs:
-            db.expunge(job)
-        return jobs
-
-
-def _wait_all(count: int, timeout: float = 300) -> list[Job]:
-    deadline = time.monotonic() + timeout
-    while True:
-        jobs = _evaluation_jobs()
-        if len(jobs) >= count and all(j.status.finished for j in jobs):
-            return jobs
-        assert time.monotonic() < deadline, [(j.id, j.type, j.status.value) for j in jobs]
-        time.sleep(0.5)
 
 
 def test_colour_dataset_runs_through_the_benchmark(  # type: ignore[no-untyped-def]
@@ -145,7 +125,7 @@ def test_colour_dataset_runs_through_the_benchmark(  # type: ignore[no-untyped-d
         follow_redirects=False,
     )
     assert response.status_code == 303, response.text[-2000:]
-    jobs = _wait_all(5)
+    jobs = wait_for_evaluations(5)
     assert all(j.status is JobStatus.succeeded for j in jobs), [(j.id, j.error) for j in jobs]
     classifiers = [j for j in jobs if j.type == "train_classifier"]
     assert {j.params["train_on"] for j in classifiers} == {"real", "synthetic", "mixed"}

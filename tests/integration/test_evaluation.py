@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,37 +15,22 @@ import httpx
 import numpy as np
 import pytest
 from cli_in_process import invoke_cli
-from evaluation_fixtures import dataset_with_gan_samples, import_cxr
+from evaluation_fixtures import (
+    dataset_with_gan_samples,
+    evaluation_jobs,
+    import_cxr,
+    wait_for_evaluations,
+)
 from PIL import Image as PILImage
 from sqlalchemy import select
 from support import Env, make_user
 from web_client import WebClient
 
 from app.db import session_scope
-from app.evaluation.job_types import EVALUATION_TYPES
 from app.models import Dataset, Job, JobStatus
 from ml.data.store import open_dataset
 
 pytestmark = pytest.mark.worker
-
-
-def _evaluation_jobs() -> list[Job]:
-    with session_scope() as db:
-        jobs = list(db.scalars(select(Job).where(Job.type.in_(EVALUATION_TYPES)).order_by(Job.id)))
-        for job in jobs:
-            db.expunge(job)
-        return jobs
-
-
-def _wait_all(count: int, timeout: float = 420) -> list[Job]:
-    deadline = time.monotonic() + timeout
-    while True:
-        jobs = _evaluation_jobs()
-        if len(jobs) >= count and all(j.status.finished for j in jobs):
-            return jobs
-        states = [(j.id, j.type, j.status.value, j.message) for j in jobs]
-        assert time.monotonic() < deadline, states
-        time.sleep(0.5)
 
 
 def _post(web: WebClient, url: str, page: str, data: dict[str, Any]) -> httpx.Response:
@@ -82,7 +66,7 @@ def test_benchmark_page_runs_the_suite_on_a_worker(  # type: ignore[no-untyped-d
     # A bad field starts nothing at all.
     bad = _post(web, f"{page}/run", page, {"image_set_id": str(set_id), "resolution": "64"})
     assert "stored at 32 px, not 64" in web.get(bad.headers["location"]).text
-    assert _evaluation_jobs() == []
+    assert evaluation_jobs() == []
 
     _post(
         web,
@@ -96,7 +80,7 @@ def test_benchmark_page_runs_the_suite_on_a_worker(  # type: ignore[no-untyped-d
             "job_name": " Run  A ",
         },
     )
-    jobs = _wait_all(5)
+    jobs = wait_for_evaluations(5)
     # The suite's one Name field goes before each job's own name, so they stay distinct.
     names = [j.name or "" for j in jobs]
     assert all(n.startswith("Run A · ") for n in names) and len(set(names)) == 5, names
@@ -144,7 +128,7 @@ def test_benchmark_page_runs_the_suite_on_a_worker(  # type: ignore[no-untyped-d
         page,
         {"image_set_id": str(set_id), "classifier_job_id": str(real_id), "resolution": "32"},
     )
-    jobs = _wait_all(7)
+    jobs = wait_for_evaluations(7)
     assert all(j.status is JobStatus.succeeded for j in jobs), [(j.id, j.error) for j in jobs]
     attribution = next(j for j in jobs if j.type == "attribution")
     assert attribution.name == "Where they look"
