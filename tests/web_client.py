@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -37,3 +39,32 @@ class WebClient:
         return self.post_form(
             "/login", {"username": username, "password": password}, follow_redirects=False
         )
+
+
+@contextmanager
+def session_clients(app: Any) -> Iterator[Callable[[int], WebClient]]:
+    """`make(user_id)`: a client of `app` already signed in as that user (a session started
+    in the database, its cookie signed), for tests that act as many users at once."""
+    from app.auth.service import start_session
+    from app.auth.tokens import sign
+    from app.db import session_scope
+    from app.deps import SESSION_COOKIE
+    from app.models import User
+
+    clients: list[TestClient] = []
+
+    def make(user_id: int) -> WebClient:
+        with session_scope() as db:
+            user = db.get(User, user_id)
+            assert user is not None
+            token, _ = start_session(db, user, hours=1)
+        client = TestClient(app, base_url="http://testserver").__enter__()
+        clients.append(client)
+        client.cookies.set(SESSION_COOKIE, sign(app.state.secret_key, "session", token))
+        return WebClient(client)
+
+    try:
+        yield make
+    finally:
+        for client in clients:
+            client.__exit__(None, None, None)

@@ -13,16 +13,13 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 from sqlalchemy import select
 from study_fixtures import mixed_source_image_sets
-from web_client import WebClient
+from web_client import session_clients
 
-from app.auth.service import create_user, start_session
-from app.auth.tokens import sign
+from app.auth.service import create_user
 from app.db import session_scope
-from app.deps import SESSION_COOKIE
 from app.domain.blinding import stored_png_length
 from app.domain.display_geometry import flat_border_lines
 from app.domain.leakage import channel_result
@@ -47,19 +44,8 @@ def app(env):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def browser(app) -> Iterator:  # type: ignore[no-untyped-def]
-    clients: list[TestClient] = []
-
-    def make(user_id: int) -> WebClient:
-        with session_scope() as db:
-            token, _ = start_session(db, db.get(User, user_id), hours=1)  # type: ignore[arg-type]
-        client = TestClient(app, base_url="http://testserver").__enter__()
-        clients.append(client)
-        client.cookies.set(SESSION_COOKIE, sign(app.state.secret_key, "session", token))
-        return WebClient(client)
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    with session_clients(app) as make:
+        yield make
 
 
 def _study(display: DisplayOptions, readers: int) -> tuple[int, int, list[int]]:

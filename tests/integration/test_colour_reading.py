@@ -12,15 +12,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from colour_fixtures import colour_crops
-from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 from sqlalchemy import select
-from web_client import WebClient
+from web_client import session_clients
 
-from app.auth.service import create_user, start_session
-from app.auth.tokens import sign
+from app.auth.service import create_user
 from app.db import session_scope
-from app.deps import SESSION_COOKIE
 from app.domain.blinding import stored_png_length
 from app.domain.reader_study import StudyDesign
 from app.imagesets.service import create_image_set
@@ -62,19 +59,8 @@ def _set(owner_id: int, name: str, rows: list[tuple[str, bytes, str]]) -> int:
 @pytest.fixture
 def browser(sqlite_env) -> Iterator:  # type: ignore[no-untyped-def]
     app = create_app()
-    clients: list[TestClient] = []
-
-    def make(user_id: int) -> WebClient:
-        with session_scope() as db:
-            token, _ = start_session(db, db.get(User, user_id), hours=1)  # type: ignore[arg-type]
-        client = TestClient(app, base_url="http://testserver").__enter__()
-        clients.append(client)
-        client.cookies.set(SESSION_COOKIE, sign(app.state.secret_key, "session", token))
-        return WebClient(client)
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    with session_clients(app) as make:
+        yield make
 
 
 def test_a_colour_study_serves_every_image_as_one_rgb_format(browser) -> None:  # type: ignore[no-untyped-def]
