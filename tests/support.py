@@ -244,3 +244,16 @@ def run_cli(env: Env, *args: str, timeout: float = 120) -> subprocess.CompletedP
         timeout=timeout,
         check=False,
     )
+
+
+def child_pids(pid: int) -> list[int]:
+    """Live (not zombie) child processes of `pid`, read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid) and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found

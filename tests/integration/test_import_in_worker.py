@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from dataset_fixtures import CXR
-from support import Env, Process, wait_for_job, wait_until
+from support import Env, Process, child_pids, wait_for_job, wait_until
 
 from app.config import get_settings
 from app.datasets.options import parse_import_options
@@ -25,22 +25,10 @@ COPIES = 8  # 128 images: a pool decodes, and outlasts its start-up
 pytestmark = pytest.mark.skipif(usable_cores() < 2, reason="a pool needs two usable cores")
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == str(pid) and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
-
-
 def _descendants(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:
-        for child in _children(todo.pop()):
+        for child in child_pids(todo.pop()):
             out.append(child)
             todo.append(child)
     return out
@@ -49,7 +37,7 @@ def _descendants(pid: int) -> list[int]:
 def _pool_of(pid: int) -> list[int]:
     """Every process under `pid` once its fork server has forked two, else []."""
     found = _descendants(pid)
-    forked = [p for p in found if len(_children(p)) >= 2]
+    forked = [p for p in found if len(child_pids(p)) >= 2]
     return found if forked else []
 
 
@@ -93,7 +81,7 @@ def test_import_job_decodes_on_every_core_and_its_processes_die_with_it(  # type
         launch(db, job)
         job_id = job.id
     wait_for_job(job_id, lambda j: j.status is JobStatus.running)
-    [pool] = _children(worker.proc.pid)  # the prefork pool process running the job
+    [pool] = child_pids(worker.proc.pid)  # the prefork pool process running the job
     # Its decoding pool: processes forked by the fork server it started (with its resource
     # tracker); the old code had none, a daemonic process may not start children.
     decoders = wait_until(lambda: _pool_of(pool), what="a decoding pool")

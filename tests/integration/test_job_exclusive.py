@@ -19,7 +19,7 @@ import pytest
 from evaluation_fixtures import import_cxr
 from gan_fixtures import write_two_sided
 from sqlalchemy import update
-from support import Env, load_job, make_user, wait_for_job, wait_until
+from support import Env, child_pids, load_job, make_user, wait_for_job, wait_until
 
 from app.config import get_settings
 from app.db import session_scope
@@ -95,18 +95,6 @@ def _assert_one_attempt_at_a_time(job: Job) -> None:
     assert state["counters"]["tick"] == len(ticks) == job.result["ticks"]
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == str(pid) and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -125,8 +113,8 @@ def test_serve_killed_mid_job_takes_its_worker_along_and_the_job_resumes_once(  
     job_id = _submit_training(owner, dataset_id, kimg=0.48)
 
     wait_for_job(job_id, lambda j: len(_snapshots(j)) >= 2, timeout=180)
-    [worker] = _children(server.process.proc.pid)  # the embedded worker
-    worker_tree = [worker, *_children(worker)]  # and its pool process
+    [worker] = child_pids(server.process.proc.pid)  # the embedded worker
+    worker_tree = [worker, *child_pids(worker)]  # and its pool process
     assert len(worker_tree) == 2
     first = load_job(job_id)
     assert first.worker.startswith(f"synthbench-{worker}-")  # named after its own pid
