@@ -283,17 +283,18 @@ def translate_command(
     from app.db import session_scope
     from app.gans.service import start_translation
     from app.jobs.specs import SpecError
+    from ml.training.cyclegan_config import CycleGanConfig
 
-    config = {
-        "resolution": resolution,
-        "kimg": kimg,
-        "batch_size": batch_size,
-        "tick_kimg": tick_kimg,
-        "snapshot_ticks": snapshot_ticks,
-        "base_channels": base_channels,
-        "seed": seed,
-        "device": "auto",
-    }
+    config = CycleGanConfig(
+        resolution=resolution,
+        kimg=kimg,
+        batch_size=batch_size,
+        tick_kimg=tick_kimg,
+        snapshot_ticks=snapshot_ticks,
+        base_channels=base_channels,
+        seed=seed,
+        device="auto",
+    )
     try:
         with session_scope() as db:
             found = {n: find_by_name(db, n) for n in (dataset_a, dataset_b)}

@@ -121,7 +121,7 @@ KINDS = (
         "CycleGAN: translate one dataset into another's style",
         "gpu",
         handler="workers.translate:translate",
-        request="ml.training.cyclegan:CycleGanConfig",
+        request="ml.training.cyclegan_config:CycleGanConfig",
         before_success=_IMPORT_OUTPUTS,
         describe=lambda params: "CycleGAN",
         subject=_image_set_name,

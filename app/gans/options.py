@@ -16,6 +16,7 @@ from typing import Any
 from app.domain.form_values import decimal_number, whole_number
 from app.jobs.specs import SpecError
 from ml.networks.gan_families import FAMILIES as ARCHS
+from ml.training.cyclegan_config import CycleGanConfig
 from ml.training.gan_config import AUGMENTS, GanConfig, progressive_kimg
 
 
@@ -245,8 +246,9 @@ TRANSLATE_FIELDS = ("resolution", "kimg", "batch_size", "tick_kimg", "snapshot_t
 _ANY_INT = (-(2**63), 2**63 - 1)  # CycleGanConfig.check() then says what a run allows
 
 
-def translate_config(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The CycleGAN form's numbers, parsed (kimg as decimals, the rest whole numbers)."""
+def translate_config(values: Mapping[str, Any]) -> CycleGanConfig:
+    """The CycleGAN form's numbers, parsed (kimg as decimals, the rest whole numbers), as the
+    run's typed settings (checked by `app.gans.service.start_translation`)."""
     config: dict[str, Any] = {"device": "auto"}
     for key in TRANSLATE_FIELDS:
         raw = values.get(key, "")
@@ -255,4 +257,4 @@ def translate_config(values: Mapping[str, Any]) -> dict[str, Any]:
             config[key] = decimal_number(key, raw, -math.inf, math.inf, message)
         else:
             config[key] = whole_number(key, raw, *_ANY_INT, message)
-    return config
+    return CycleGanConfig(**config)

@@ -27,6 +27,7 @@ from ml import run_folder
 from ml.generators.index import PER_CLASS_BEST, PER_CLASS_LAST, TORCHSCRIPT_INDEX
 from ml.networks.gan_families import TRUNCATION_FAMILIES
 from ml.run_folder import read_jsonl
+from ml.training.cyclegan_config import CycleGanConfig
 from ml.training.gan_config import BEST, CHECKPOINT, GanConfig
 
 MAX_PER_CLASS = 10_000
@@ -168,29 +169,27 @@ def start_translation(
     owner_id: int | None,
     dataset_a: Dataset,
     dataset_b: Dataset,
-    config: dict[str, Any],
+    config: CycleGanConfig,
     name: str,
     split: str | None = "test",
     queue: str | None = None,
 ) -> Job:
     """CycleGAN from A to B (seed 004), then A's `split` translated into a synthetic set."""
     from ml.networks.cyclegan import patch_grid
-    from ml.training.cyclegan import CycleGanConfig
 
     for field_name, dataset in (("dataset_a", dataset_a), ("dataset_b", dataset_b)):
         if not dataset.is_ready:
             raise SpecError(field_name, f"{dataset.name} is not ready yet.")
-        if config.get("resolution") not in dataset.info.get("resolutions", []):
+        if config.resolution not in dataset.info.get("resolutions", []):
             raise SpecError("resolution", f"{dataset.name} is not stored at that resolution.")
     try:
-        checked = CycleGanConfig(**config)
-        checked.check()
+        config.check()
     except (TypeError, ValueError) as exc:
         raise SpecError("config", f"Invalid CycleGAN settings: {exc}") from None
-    if patch_grid(checked.resolution, checked.d_layers) < 1:
+    if patch_grid(config.resolution, config.d_layers) < 1:
         raise SpecError(
             "resolution",
-            f"A {checked.d_layers}-layer PatchGAN sees nothing at {checked.resolution} px; "
+            f"A {config.d_layers}-layer PatchGAN sees nothing at {config.resolution} px; "
             "use a larger resolution or fewer discriminator layers.",
         )
     params = {
@@ -201,7 +200,7 @@ def start_translation(
         "dataset_b_path": dataset_b.path,
         "dataset_a_hash": dataset_a.content_hash,
         "dataset_b_hash": dataset_b.content_hash,
-        "config": config,
+        "config": asdict(config),
         "translate_split": split,
     }
     return create_job(db, translate_spec(params, queue), owner_id=owner_id)

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ml.training.cyclegan_config import LAMBDA_CYCLE, LAMBDA_IDENTITY
+
 __all__ = [
     "LAMBDA_CYCLE",
     "LAMBDA_IDENTITY",
@@ -51,8 +53,6 @@ __all__ = [
 _LEAKY_SLOPE = 0.2  # Isola et al. 2017 / Zhu et al. 2017
 _INIT_STD = 0.02  # Zhu et al.'s code: weights from N(0, 0.02), biases zero
 _MAX_D_MULT = 8  # pix2pix caps PatchGAN widths at 8x the base (512 for base 64)
-LAMBDA_CYCLE = 10.0  # Zhu et al. 2017, section 4
-LAMBDA_IDENTITY = 0.5  # times LAMBDA_CYCLE (Zhu et al. 2017, section 5.2, and their code)
 
 
 def default_blocks(resolution: int) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from app.datasets.service import start_import
 from app.db import session_scope
 from app.jobs.specs import SpecError
 from app.models import Image, ImageSet, Job, JobStatus, Origin
+from ml.training.cyclegan_config import CycleGanConfig
 from workers.runner import execute
 
 pytestmark = pytest.mark.worker
@@ -139,16 +141,16 @@ def test_translate_job_imports_a_synthetic_set(sqlite_env: Env) -> None:
             db.commit()
             ids.append((dataset.id, job.id))
         execute(ids[-1][1])
-    config = {
-        "resolution": 16,
-        "kimg": 0.008,
-        "tick_kimg": 0.004,
-        "snapshot_ticks": 1,
-        "base_channels": 4,
-        "n_blocks": 1,
-        "d_layers": 2,
-        "device": "auto",
-    }
+    config = CycleGanConfig(
+        resolution=16,
+        kimg=0.008,
+        tick_kimg=0.004,
+        snapshot_ticks=1,
+        base_channels=4,
+        n_blocks=1,
+        d_layers=2,
+        device="auto",
+    )
     with session_scope() as db:
         from app.gans.service import start_translation
         from app.models import Dataset
@@ -160,7 +162,7 @@ def test_translate_job_imports_a_synthetic_set(sqlite_env: Env) -> None:
                 owner_id=owner,
                 dataset_a=a,
                 dataset_b=b,
-                config={**config, "resolution": 32},
+                config=replace(config, resolution=32),
                 name="x",
             )
         job = start_translation(
