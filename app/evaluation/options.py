@@ -188,16 +188,12 @@ def classifier_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
 def classifier_config(values: Mapping[str, Any], available: list[int]) -> dict[str, Any]:
     preset_name = classifier_preset(values)
     base = {**asdict(ClassifierConfig()), **CLASSIFIER_PRESETS[preset_name]}
+    # The settings given override the preset's; each is parsed once, by classifier_overrides.
+    given = {k: v for k, v in classifier_overrides(values).items() if v is not None}
     config = {
         **base,
-        "arch": str(values.get("arch", "") or base["arch"]).strip(),
+        **given,
         "resolution": resolution(values, available),
-        "epochs": _int(values, "epochs", base["epochs"], 1, 1000, "Epochs"),
-        "batch_size": _int(values, "batch_size", base["batch_size"], 1, 4096, "Batch size"),
-        "lr": _float(values, "lr", base["lr"], 1e-7, 1.0, "Learning rate"),
-        "augment": _flag(values, "augment", base["augment"]),
-        "balanced": _flag(values, "balanced", base["balanced"]),
-        "seed": _int(values, "seed", base["seed"], 0, MAX_ID, "Seed"),
         "device": "auto",
     }
     known = {f.name for f in fields(ClassifierConfig)}

@@ -120,10 +120,10 @@ def _external(
     """A second site's dataset to validate on, whole: ready, visible, not the training data,
     the same label names (any order) and stored at the classifier's resolution."""
     field = "external_dataset_id"
-    found = db.get(Dataset, dataset_id)
-    hidden = principal is not None and not principal.is_admin
-    if found is None or (hidden and found.owner_id not in (None, principal.user.id)):
-        raise SpecError(field, f"There is no dataset {dataset_id} that you can see.")
+    try:
+        found = datasets.get_dataset(db, dataset_id, principal)  # the datasets' one access rule
+    except datasets.DatasetNotFound:
+        raise SpecError(field, f"There is no dataset {dataset_id} that you can see.") from None
     _ready(found)
     if found.id == trained_on.id or found.content_hash == trained_on.content_hash:
         raise SpecError(field, f"{found.name} is the training dataset: external data is another.")

@@ -266,7 +266,10 @@ def train_cyclegan(
     eval_a, split_a = _eval_images(dataset_a, config)
     eval_b, split_b = _eval_images(dataset_b, config)
     _write_run_info(out, config, run, data_a, data_b, hashes, (split_a, split_b))
-    total = int(config.kimg * 1000)
+    schedule = ticks.Schedule(
+        config.kimg, config.batch_size, config.tick_kimg, config.snapshot_ticks
+    )
+    total = schedule.total
     started, started_nimg = time.perf_counter(), run.nimg
 
     def write_tick(record: dict[str, Any]) -> None:
@@ -279,7 +282,7 @@ def train_cyclegan(
 
     ticks.run_ticks(
         run,
-        ticks.Schedule(config.kimg, config.batch_size, config.tick_kimg, config.snapshot_ticks),
+        schedule,
         lambda: _train_step(run, data_a, data_b),
         should_stop=should_stop,
         # A lost job must not log one more line.

@@ -378,10 +378,13 @@ def train_gan(
                 run_log.append(out / run_folder.METRICS, record)
                 progress(run.nimg, total, _tick_message(record))
 
-        total = int(config.kimg * 1000)
+        schedule = ticks.Schedule(
+            config.kimg, config.batch_size, config.tick_kimg, config.snapshot_ticks
+        )
+        total = schedule.total
         stopped_early = ticks.run_ticks(
             run,
-            ticks.Schedule(config.kimg, config.batch_size, config.tick_kimg, config.snapshot_ticks),
+            schedule,
             step,
             should_stop=lambda: bool(ddp.broadcast(should_stop(), dist)),  # all ranks leave
             stop_before_write=lambda: _stop_before_write(should_stop, dist),
