@@ -30,6 +30,7 @@ Design, and why:
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,9 +89,20 @@ def setup(device: str, batch_size: int, *, private: bool = False) -> Dist:
     return Dist(rank, world, local, dev, owns)
 
 
-def teardown(d: Dist) -> None:
-    if d.owns_group and dist.is_initialized():
-        dist.destroy_process_group()
+def teardown(d: Dist, *, clean: bool = True) -> None:
+    """Destroy the group `setup` started. A rank of a 2-process gloo run on a loaded CPU
+    machine sometimes died in std::terminate at exit; what this does against it, and why:
+    the run's DDP wrappers, which hold the group and its work objects, are collected first
+    (they sit in reference cycles that would otherwise live into interpreter shutdown), and
+    after a clean run every rank meets at a barrier, so none closes its connections while a
+    peer still waits on a message from it. After a failure there is no barrier: the peer
+    may be gone."""
+    if not (d.owns_group and dist.is_initialized()):
+        return
+    gc.collect()
+    if clean:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 @contextmanager
@@ -99,8 +111,10 @@ def session(device: str, batch_size: int, *, private: bool = False) -> Iterator[
     d = setup(device, batch_size, private=private)
     try:
         yield d
-    finally:
-        teardown(d)
+    except BaseException:
+        teardown(d, clean=False)
+        raise
+    teardown(d)
 
 
 def rank_seed(seed: int, rank: int) -> int:

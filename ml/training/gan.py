@@ -326,92 +326,102 @@ def train_gan(
         from ml.generators.per_class import train_per_class
 
         return train_per_class(dataset, out, config, progress=progress, should_stop=should_stop)
-    out = Path(out)
     private = config.dp_noise_multiplier is not None
     with ddp.session(config.device, config.batch_size, private=private) as dist:
-        main, device = dist.main, dist.device
-        # Rank 0 looks before it can write anything; every rank then loads the same file.
-        resume = ddp.broadcast((out / CHECKPOINT).exists(), dist)
+        # The run (its DDP wrappers hold the process group) lives in _train's frame, which is
+        # gone when the session ends: the group's threads stop before the process exits.
+        return _train(Path(dataset), Path(out), config, dist, progress, should_stop)
+
+
+def _train(
+    dataset: Path,
+    out: Path,
+    config: GanConfig,
+    dist: ddp.Dist,
+    progress: ProgressFn,
+    should_stop: StopFn,
+) -> GanResult:
+    main, device = dist.main, dist.device
+    # Rank 0 looks before it can write anything; every rank then loads the same file.
+    resume = ddp.broadcast((out / CHECKPOINT).exists(), dist)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    data = TrainingImages(dataset, config.resolution, config.split)
+    if config.only_class is not None:  # one sub-run of a per-class run
+        data = one_class(data, config.only_class)
+    dataset_hash = data.store.info.content_hash
+    run = _Run(data, config, device, dist)
+    logs = (out / run_folder.METRICS, out / run_folder.SNAPSHOTS) if main else ()
+    if _stop_before_write(should_stop, dist):  # resuming rewrites the logs
+        raise Stopped("stopped before the run started")
+    if resume:
+        state = ckpt.load(out / CHECKPOINT, device)
+        if state["dataset_hash"] != dataset_hash or not _same_config(state["config"], config):
+            raise ValueError(f"{out} holds a run with another dataset or config; use a new folder")
+        run.restore(state)
+        for log in logs:
+            run_log.truncate_after(log, run.nimg / 1000.0)
+    else:
+        for log in logs:
+            log.unlink(missing_ok=True)
+        run.schedule()
+    fid = None
+    if main:
+        _write_run_info(out, config, data, dataset_hash, run)
+        fid = SnapshotFid.create(config, data, out, device) if config.fid_features else None
+    ddp.barrier(dist)
+    grid_z, grid_labels = _grid_latents(run, data.n_classes)
+    augment = _augmenter(run)
+    started, started_nimg = time.perf_counter(), run.nimg
+
+    def step() -> dict[str, float]:
+        run.schedule()
+        return _train_step(run, data, augment)
+
+    def write_tick(record: dict[str, Any]) -> None:
+        if run.ada is not None:
+            record["augment_p"] = round(run.ada.p, 6)
+        if run.dp is not None:
+            record.update(run.dp.record())  # epsilon, the accountant that gave it, RDP's
         if main:
-            out.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(config.seed)
-        data = TrainingImages(dataset, config.resolution, config.split)
-        if config.only_class is not None:  # one sub-run of a per-class run
-            data = one_class(data, config.only_class)
-        dataset_hash = data.store.info.content_hash
-        run = _Run(data, config, device, dist)
-        logs = (out / run_folder.METRICS, out / run_folder.SNAPSHOTS) if main else ()
-        if _stop_before_write(should_stop, dist):  # resuming rewrites the logs
-            raise Stopped("stopped before the run started")
-        if resume:
-            state = ckpt.load(out / CHECKPOINT, device)
-            if state["dataset_hash"] != dataset_hash or not _same_config(state["config"], config):
-                raise ValueError(
-                    f"{out} holds a run with another dataset or config; use a new folder"
-                )
-            run.restore(state)
-            for log in logs:
-                run_log.truncate_after(log, run.nimg / 1000.0)
-        else:
-            for log in logs:
-                log.unlink(missing_ok=True)
-            run.schedule()
-        fid = None
-        if main:
-            _write_run_info(out, config, data, dataset_hash, run)
-            fid = SnapshotFid.create(config, data, out, device) if config.fid_features else None
-        ddp.barrier(dist)
-        grid_z, grid_labels = _grid_latents(run, data.n_classes)
-        augment = _augmenter(run)
-        started, started_nimg = time.perf_counter(), run.nimg
+            run_log.append(out / run_folder.METRICS, record)
+            progress(run.nimg, total, _tick_message(record))
 
-        def step() -> dict[str, float]:
-            run.schedule()
-            return _train_step(run, data, augment)
-
-        def write_tick(record: dict[str, Any]) -> None:
-            if run.ada is not None:
-                record["augment_p"] = round(run.ada.p, 6)
-            if run.dp is not None:
-                record.update(run.dp.record())  # epsilon, the accountant that gave it, RDP's
-            if main:
-                run_log.append(out / run_folder.METRICS, record)
-                progress(run.nimg, total, _tick_message(record))
-
-        schedule = ticks.Schedule(
-            config.kimg, config.batch_size, config.tick_kimg, config.snapshot_ticks
-        )
-        total = schedule.total
-        stopped_early = ticks.run_ticks(
-            run,
-            schedule,
-            step,
-            should_stop=lambda: bool(ddp.broadcast(should_stop(), dist)),  # all ranks leave
-            stop_before_write=lambda: _stop_before_write(should_stop, dist),
-            write_tick=write_tick,
-            snapshot=lambda: _snapshot(
-                run, data, out, fid, grid_z, grid_labels, dataset_hash, should_stop
-            ),
-            # Each rank's statistics are over its slice; the global batch's are the mean.
-            reduce=lambda sums: ddp.mean_floats(sums, dist),
-        )
-        elapsed = time.perf_counter() - started
-        return GanResult(
-            kimg=run.nimg / 1000.0,
-            ticks=run.tick,
-            snapshots=run.snapshot,
-            best_fid=run.patience.best,
-            best_kimg=run.patience.best_kimg,
-            stopped_early=stopped_early,
-            images_per_second=(run.nimg - started_nimg) / max(elapsed, 1e-9),
-            class_names=list(data.class_names),
-            checkpoint=str(out / CHECKPOINT),
-            out=str(out),
-            epsilon=run.dp.epsilon() if run.dp is not None else None,
-            delta=run.dp.delta if run.dp is not None else None,
-            accountant=run.dp.spent().accountant if run.dp is not None else None,
-            epsilon_rdp=run.dp.spent().epsilon_rdp if run.dp is not None else None,
-        )
+    schedule = ticks.Schedule(
+        config.kimg, config.batch_size, config.tick_kimg, config.snapshot_ticks
+    )
+    total = schedule.total
+    stopped_early = ticks.run_ticks(
+        run,
+        schedule,
+        step,
+        should_stop=lambda: bool(ddp.broadcast(should_stop(), dist)),  # all ranks leave
+        stop_before_write=lambda: _stop_before_write(should_stop, dist),
+        write_tick=write_tick,
+        snapshot=lambda: _snapshot(
+            run, data, out, fid, grid_z, grid_labels, dataset_hash, should_stop
+        ),
+        # Each rank's statistics are over its slice; the global batch's are the mean.
+        reduce=lambda sums: ddp.mean_floats(sums, dist),
+    )
+    elapsed = time.perf_counter() - started
+    return GanResult(
+        kimg=run.nimg / 1000.0,
+        ticks=run.tick,
+        snapshots=run.snapshot,
+        best_fid=run.patience.best,
+        best_kimg=run.patience.best_kimg,
+        stopped_early=stopped_early,
+        images_per_second=(run.nimg - started_nimg) / max(elapsed, 1e-9),
+        class_names=list(data.class_names),
+        checkpoint=str(out / CHECKPOINT),
+        out=str(out),
+        epsilon=run.dp.epsilon() if run.dp is not None else None,
+        delta=run.dp.delta if run.dp is not None else None,
+        accountant=run.dp.spent().accountant if run.dp is not None else None,
+        epsilon_rdp=run.dp.spent().epsilon_rdp if run.dp is not None else None,
+    )
 
 
 def _stop_before_write(should_stop: StopFn, dist: ddp.Dist) -> bool:
