@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.auth.service import Principal, load_session
 from app.auth.tokens import unsign
@@ -14,6 +16,8 @@ from app.db import get_sessionmaker
 from app.domain.forbidden import Forbidden as Forbidden
 
 SESSION_COOKIE = "sb_session"
+
+T = TypeVar("T")
 
 
 class LoginRequired(Exception):
@@ -43,6 +47,41 @@ def optional_principal(request: Request, db: DbDep) -> Principal | None:
     return principal
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking, not looked up yet: the routes a reader calls on every image resolve it
+    inside their own unit of work (`in_one_unit`), so that the lookup shares the request's one
+    thread hop, one pooled connection and one transaction."""
+
+    token: str | None
+
+    def principal(self, db: Session) -> Principal:
+        principal = load_session(db, self.token)
+        if principal is None:
+            raise LoginRequired
+        return principal
+
+
+async def read_caller(request: Request) -> Caller:
+    # async and free of I/O: no thread hop, no connection.
+    return Caller(
+        unsign(request.app.state.secret_key, "session", request.cookies.get(SESSION_COOKIE))
+    )
+
+
+async def in_one_unit(work: Callable[[Session], T]) -> T:
+    """`work` in one threadpool hop with its own session, closed in that thread. A request
+    takes a connection only once it has a thread, and gives it back before it lets go of the
+    thread, so requests waiting for threads never hold connections (the deadlock that
+    `optional_principal`'s commit avoids for the other routes)."""
+
+    def run() -> T:
+        with get_sessionmaker()() as db:
+            return work(db)
+
+    return await run_in_threadpool(run)
+
+
 def require_login(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
     if principal is None:
         raise LoginRequired
@@ -61,6 +100,7 @@ def require_admin(principal: Annotated[Principal, Depends(require_login)]) -> Pr
     return principal
 
 
+LateUser = Annotated[Caller, Depends(read_caller)]
 MaybeUser = Annotated[Principal | None, Depends(optional_principal)]
 CurrentUser = Annotated[Principal, Depends(require_login)]
 Researcher = Annotated[Principal, Depends(require_researcher)]

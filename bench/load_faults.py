@@ -58,7 +58,9 @@ class LoadPlan:
     seed: int = 0
     give_up_s: float = 300.0  # one request is retried this long at most
     baseline: bool = False  # the bare endpoint: no CSRF token, no positions
-    think_s: float = 0.0  # mean pause before each answer (uniform, 0.5x to 1.5x), as a person
+    # Mean pause before each answer (uniform, 0.5x to 1.5x), as a person; readers then also
+    # arrive spread over one such pause.
+    think_s: float = 0.0
 
     @property
     def total(self) -> int:
@@ -186,6 +188,11 @@ class Reader:
         return hashlib.sha256(response.content).hexdigest() if response else None
 
     async def run(self) -> None:
+        if self.plan.think_s:
+            # Readers open the study over one think time, as people arriving do, not all in
+            # the same millisecond: otherwise every reader's first image waits behind 200
+            # first visits at once, and that start-up burst, not the steady load, is the p99.
+            await asyncio.sleep(random.uniform(0.0, self.plan.think_s))
         page = await self._send("GET", self.base)
         if page is None:
             return

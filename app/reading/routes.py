@@ -7,14 +7,16 @@ and are always the blinded re-encoding.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from app.auth.service import Principal
 from app.db import DatabaseBusy, retry_transient
-from app.deps import CurrentUser, DbDep, Forbidden
+from app.deps import CurrentUser, DbDep, Forbidden, LateUser, in_one_unit
 from app.domain.answers import ANSWER_LABELS, AnswerInput, Feedback, ReadingError
 from app.models import Study, StudyReader
 from app.reading import service
@@ -65,9 +67,9 @@ def my_studies(request: Request, db: DbDep, principal: CurrentUser) -> Response:
 
 
 @router.get("/{study_id}")
-def reading_page(request: Request, study_id: int, db: DbDep, principal: CurrentUser) -> Response:
-    def show() -> Response:
-        study, study_reader = _reader(db, principal, study_id)
+async def reading_page(request: Request, study_id: int, caller: LateUser) -> Response:
+    def show(db: Session) -> Response:
+        study, study_reader = _reader(db, caller.principal(db), study_id)
         try:
             service.ensure_schedule(db, study, study_reader)
         except ReadingError as exc:
@@ -78,38 +80,40 @@ def reading_page(request: Request, study_id: int, db: DbDep, principal: CurrentU
 
     # The first visit writes (the reader's sequence, when the image was first shown); both
     # steps are idempotent, so a locked database is waited out here, not shown as a 500.
-    try:
-        return retry_transient(db, show)
-    except DatabaseBusy as exc:
-        return _answer_busy(request, exc)
+    return await _retried(request, show)
 
 
 @router.get("/{study_id}/image/{opaque_id}")
-def reading_image(study_id: int, opaque_id: str, db: DbDep, principal: CurrentUser) -> Response:
-    # One answer for every refusal, so the response never says whether an id exists.
-    try:
-        study, study_reader = service.reader_for(
-            db, study_id=study_id, user_id=principal.user.id, study_scope=principal.study_scope
-        )
-        key = service.image_key_for(db, study_reader, opaque_id)
-        pixels = display.display_pixels(db, study, key)
-    except (ReadingError, OSError, ValueError):
-        raise HTTPException(404, "This image is not available.") from None
-    # The study's rendering, dithered for this presentation: every image of the study has one
-    # byte length and one header set. Deliberately no ETag, Last-Modified or
-    # Content-Disposition: each would identify the file.
-    content = display.served_png(pixels, opaque_id)
+async def reading_image(study_id: int, opaque_id: str, caller: LateUser) -> Response:
+    def served(db: Session) -> bytes:
+        principal = caller.principal(db)
+        # One answer for every refusal, so the response never says whether an id exists.
+        try:
+            study, study_reader = service.reader_for(
+                db, study_id=study_id, user_id=principal.user.id, study_scope=principal.study_scope
+            )
+            key = service.image_key_for(db, study_reader, opaque_id)
+            pixels = display.display_pixels(db, study, key)
+        except (ReadingError, OSError, ValueError):
+            raise HTTPException(404, "This image is not available.") from None
+        db.close()  # the connection goes back before the encoding, which needs none
+        # The study's rendering, dithered for this presentation: every image of the study has
+        # one byte length and one header set.
+        return display.served_png(pixels, opaque_id)
+
+    # Deliberately no ETag, Last-Modified or Content-Disposition: each would identify the file.
     return Response(
-        content, media_type=display.SERVED_MEDIA_TYPE, headers=dict(display.SERVED_HEADERS)
+        await in_one_unit(served),
+        media_type=display.SERVED_MEDIA_TYPE,
+        headers=dict(display.SERVED_HEADERS),
     )
 
 
 @router.post("/{study_id}/answer")
-def submit_answer(
+async def submit_answer(
     request: Request,
     study_id: int,
-    db: DbDep,
-    principal: CurrentUser,
+    caller: LateUser,
     entry: Annotated[str, Form(max_length=64)] = "",
     answer: Annotated[str, Form(max_length=40)] = "",
     confidence: Annotated[str, Form(max_length=40)] = "",
@@ -119,8 +123,8 @@ def submit_answer(
 ) -> Response:
     form = AnswerInput(answer, confidence, reason, second_answer, duration_ms)
 
-    def store() -> Response:
-        study, study_reader = _reader(db, principal, study_id)
+    def store(db: Session) -> Response:
+        study, study_reader = _reader(db, caller.principal(db), study_id)
         try:
             stored, advance = service.answer_and_advance(db, study_reader, entry, form)
         except ReadingError as exc:
@@ -137,8 +141,14 @@ def submit_answer(
 
     # Safe to run again: record_answer returns the stored answer for an identical resubmit,
     # so a retry after a commit whose reply was lost stores nothing twice.
+    return await _retried(request, store)
+
+
+async def _retried(request: Request, work: Callable[[Session], Response]) -> Response:
+    """`work` in one unit (caller, reads and writes in one transaction), run again on a
+    transient database error; a database still busy after the retries answers 503."""
     try:
-        return retry_transient(db, store)
+        return await in_one_unit(lambda db: retry_transient(db, lambda: work(db)))
     except DatabaseBusy as exc:
         return _answer_busy(request, exc)
 

@@ -17,11 +17,12 @@ from contextlib import contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
+from sqlalchemy import event, select
 from support import ROOT, Env
 
-from app.db import get_engine
+from app.db import get_engine, session_scope
 from app.main import create_app
+from app.models import Answer
 from app.reading.sequence_cache import CACHE
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -107,6 +108,67 @@ def test_answer_and_next_image_cost_a_fixed_few_statements(env: Env) -> None:
     # The same at every position: nothing is read per answer given so far.
     assert len(set(answer_counts)) == 1 and len(set(image_counts)) == 1, listings
     assert sum(s.upper().startswith("INSERT INTO ANSWERS") for s in listings[0]) == 1
+
+
+@contextmanager
+def checkouts_and_commits() -> Iterator[list[str]]:
+    """Every pool checkout and every COMMIT, in order, through the engine's events."""
+    seen: list[str] = []
+
+    def checkout(*_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append("checkout")
+
+    def commit(*_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append("commit")
+
+    engine = get_engine()
+    event.listen(engine.pool, "checkout", checkout)
+    event.listen(engine, "commit", commit)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.pool, "checkout", checkout)
+        event.remove(engine, "commit", commit)
+
+
+def test_a_reading_request_is_one_connection_and_one_transaction(env: Env) -> None:
+    """Who is asking is looked up in the request's own unit of work: an answer takes one
+    pooled connection and commits once (the caller, the reads and the writes together), and
+    an image takes one connection and commits nothing. On PostgreSQL each extra checkout is a
+    pre-ping round trip and each extra transaction two more; a session check with a
+    transaction of its own before the endpoint's made an answer two of each."""
+    study = build_study(1, 3)
+    base = f"/read/{study.study_id}"
+    client = TestClient(
+        create_app(), cookies={"sb_session": study.cookies[0], "sb_csrf": "unit-nonce-0"}
+    )
+    with checkouts_and_commits() as seen:
+        page = client.get(base)
+    assert page.status_code == 200 and seen == ["checkout", "commit"], seen
+    token = CSRF_RE.search(page.text)
+    assert token is not None
+    headers = {"HX-Request": "true", "X-CSRF-Token": token.group(1)}
+    entry, _ = _shown(page.text)
+    with checkouts_and_commits() as seen:
+        response = client.post(
+            f"{base}/answer", data={"entry": entry, "answer": "real"}, headers=headers
+        )
+    assert response.status_code == 200 and seen == ["checkout", "commit"], seen
+    with checkouts_and_commits() as seen:
+        image = client.get(f"{base}/image/{_shown(response.text)[0]}")
+    assert image.status_code == 200 and seen == ["checkout"], seen
+    # Signed out, the same answer goes to the login page and stores nothing.
+    anonymous = TestClient(create_app())
+    login = CSRF_RE.search(anonymous.get("/login").text)
+    assert login is not None
+    refused = anonymous.post(
+        f"{base}/answer",
+        data={"entry": entry, "answer": "fake"},
+        headers={"HX-Request": "true", "X-CSRF-Token": login.group(1)},
+    )
+    assert refused.headers.get("hx-redirect") == f"/login?next={base}/answer"
+    with session_scope() as db:
+        assert db.scalars(select(Answer.answer)).all() == ["real"]
 
 
 def test_cached_sequences_stay_per_reader(env: Env) -> None:
