@@ -69,14 +69,23 @@ async def read_caller(request: Request) -> Caller:
     )
 
 
-async def in_one_unit(work: Callable[[Session], T]) -> T:
+async def session_factory() -> Callable[[], Session]:
+    # A dependency, so that the study audit can point the reading routes at its throwaway
+    # sessions, as it does `get_db`.
+    return get_sessionmaker()
+
+
+Sessions = Annotated[Callable[[], Session], Depends(session_factory)]
+
+
+async def in_one_unit(sessions: Callable[[], Session], work: Callable[[Session], T]) -> T:
     """`work` in one threadpool hop with its own session, closed in that thread. A request
     takes a connection only once it has a thread, and gives it back before it lets go of the
     thread, so requests waiting for threads never hold connections (the deadlock that
     `optional_principal`'s commit avoids for the other routes)."""
 
     def run() -> T:
-        with get_sessionmaker()() as db:
+        with sessions() as db:
             return work(db)
 
     return await run_in_threadpool(run)

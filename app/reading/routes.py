@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.service import Principal
 from app.db import DatabaseBusy, retry_transient
-from app.deps import CurrentUser, DbDep, Forbidden, LateUser, in_one_unit
+from app.deps import CurrentUser, DbDep, Forbidden, LateUser, Sessions, in_one_unit
 from app.domain.answers import ANSWER_LABELS, AnswerInput, Feedback, ReadingError
 from app.models import Study, StudyReader
 from app.reading import service
@@ -67,7 +67,9 @@ def my_studies(request: Request, db: DbDep, principal: CurrentUser) -> Response:
 
 
 @router.get("/{study_id}")
-async def reading_page(request: Request, study_id: int, caller: LateUser) -> Response:
+async def reading_page(
+    request: Request, study_id: int, caller: LateUser, sessions: Sessions
+) -> Response:
     def show(db: Session) -> Response:
         study, study_reader = _reader(db, caller.principal(db), study_id)
         try:
@@ -80,11 +82,13 @@ async def reading_page(request: Request, study_id: int, caller: LateUser) -> Res
 
     # The first visit writes (the reader's sequence, when the image was first shown); both
     # steps are idempotent, so a locked database is waited out here, not shown as a 500.
-    return await _retried(request, show)
+    return await _retried(request, sessions, show)
 
 
 @router.get("/{study_id}/image/{opaque_id}")
-async def reading_image(study_id: int, opaque_id: str, caller: LateUser) -> Response:
+async def reading_image(
+    study_id: int, opaque_id: str, caller: LateUser, sessions: Sessions
+) -> Response:
     def served(db: Session) -> bytes:
         principal = caller.principal(db)
         # One answer for every refusal, so the response never says whether an id exists.
@@ -103,7 +107,7 @@ async def reading_image(study_id: int, opaque_id: str, caller: LateUser) -> Resp
 
     # Deliberately no ETag, Last-Modified or Content-Disposition: each would identify the file.
     return Response(
-        await in_one_unit(served),
+        await in_one_unit(sessions, served),
         media_type=display.SERVED_MEDIA_TYPE,
         headers=dict(display.SERVED_HEADERS),
     )
@@ -114,6 +118,7 @@ async def submit_answer(
     request: Request,
     study_id: int,
     caller: LateUser,
+    sessions: Sessions,
     entry: Annotated[str, Form(max_length=64)] = "",
     answer: Annotated[str, Form(max_length=40)] = "",
     confidence: Annotated[str, Form(max_length=40)] = "",
@@ -141,14 +146,16 @@ async def submit_answer(
 
     # Safe to run again: record_answer returns the stored answer for an identical resubmit,
     # so a retry after a commit whose reply was lost stores nothing twice.
-    return await _retried(request, store)
+    return await _retried(request, sessions, store)
 
 
-async def _retried(request: Request, work: Callable[[Session], Response]) -> Response:
+async def _retried(
+    request: Request, sessions: Callable[[], Session], work: Callable[[Session], Response]
+) -> Response:
     """`work` in one unit (caller, reads and writes in one transaction), run again on a
     transient database error; a database still busy after the retries answers 503."""
     try:
-        return await in_one_unit(lambda db: retry_transient(db, lambda: work(db)))
+        return await in_one_unit(sessions, lambda db: retry_transient(db, lambda: work(db)))
     except DatabaseBusy as exc:
         return _answer_busy(request, exc)
 

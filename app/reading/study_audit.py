@@ -130,7 +130,7 @@ def _walk(
     # The web app is heavy to import; only the walk needs it.
     from app.auth.service import start_session
     from app.auth.tokens import sign
-    from app.deps import SESSION_COOKIE, get_db
+    from app.deps import SESSION_COOKIE, get_db, session_factory
     from app.reading.asgi_client import InProcessClient
     from app.reading.blinding_audit import audit_blinding
 
@@ -144,6 +144,7 @@ def _walk(
             session.close()
 
     app.dependency_overrides[get_db] = db_override
+    app.dependency_overrides[session_factory] = lambda: make_session
     findings: list[str] = []
     observed: list[list[Served]] = []
     for _ in range(walks):
