@@ -12,7 +12,7 @@ import warnings
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ml.training.gan_ddp import main
+from ml.training.gan_ddp import leave, main
 
 if __name__ == "__main__":
     code = main(sys.argv[1:])
@@ -23,4 +23,4 @@ if __name__ == "__main__":
         group = "still initialised" if dist.is_initialized() else "destroyed"
         print(f"left at exit: process group {group}, {wrappers} DDP wrappers", file=sys.stderr)
         code = 3
-    sys.exit(code)
+    leave(code)
