@@ -35,9 +35,12 @@ def get_db() -> Iterator[Session]:
 DbDep = Annotated[Session, Depends(get_db)]
 
 
+def _session_token(request: Request) -> str | None:
+    return unsign(request.app.state.secret_key, "session", request.cookies.get(SESSION_COOKIE))
+
+
 def optional_principal(request: Request, db: DbDep) -> Principal | None:
-    token = unsign(request.app.state.secret_key, "session", request.cookies.get(SESSION_COOKIE))
-    principal = load_session(db, token)
+    principal = load_session(db, _session_token(request))
     # End the read here: FastAPI runs the endpoint in a later threadpool hop, and a request
     # waiting for a thread must not hold a pooled connection (threads waiting for connections
     # held by requests waiting for threads is a deadlock that only the pool timeout breaks).
@@ -64,9 +67,7 @@ class Caller:
 
 async def read_caller(request: Request) -> Caller:
     # async and free of I/O: no thread hop, no connection.
-    return Caller(
-        unsign(request.app.state.secret_key, "session", request.cookies.get(SESSION_COOKIE))
-    )
+    return Caller(_session_token(request))
 
 
 async def session_factory() -> Callable[[], Session]:

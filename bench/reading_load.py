@@ -18,9 +18,9 @@ Prints answers/s and p50/p99 latency; exits non-zero on any problem.
 --compare measures, in one run and at the same load, ours and the baseline (bare uvicorn + one
 SQLite insert per POST, bench/bare_app.py, serving an image of our byte length): first with no
 think time (saturation: answers/s and their ratio), then with --think-s (default 3 s) between
-answers (p50/p99 at that load). No faults in this mode; each answer fetches its image first
-(--image-check 1), so a step is "image GET + answer POST", as a reader's browser does;
---image-check 0 times the answer POST alone.
+answers (p50/p99 at that load; readers then arrive spread over one think time). No faults
+in this mode; each answer fetches its image first (--image-check 1), so a step is "image GET
++ answer POST", as a reader's browser does; --image-check 0 times the answer POST alone.
 """
 
 from __future__ import annotations

@@ -91,12 +91,11 @@ def setup(device: str, batch_size: int, *, private: bool = False) -> Dist:
 
 def teardown(d: Dist, *, clean: bool = True) -> None:
     """Destroy the group `setup` started. A rank of a 2-process gloo run on a loaded CPU
-    machine sometimes died in std::terminate at exit; what this does against it, and why:
-    the run's DDP wrappers, which hold the group and its work objects, are collected first
-    (they sit in reference cycles that would otherwise live into interpreter shutdown), and
-    after a clean run every rank meets at a barrier, so none closes its connections while a
-    peer still waits on a message from it. After a failure there is no barrier: the peer
-    may be gone."""
+    machine sometimes died in std::terminate at exit (cause not pinned down). Guards: any
+    DDP wrapper left in a reference cycle is collected while the group still exists (none
+    was found, but nothing may hold the group into interpreter shutdown), and after a clean
+    run every rank meets at a barrier, so none closes its connections while a peer still
+    waits on a message from it. After a failure there is no barrier: the peer may be gone."""
     if not (d.owns_group and dist.is_initialized()):
         return
     gc.collect()

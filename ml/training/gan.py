@@ -328,8 +328,8 @@ def train_gan(
         return train_per_class(dataset, out, config, progress=progress, should_stop=should_stop)
     private = config.dp_noise_multiplier is not None
     with ddp.session(config.device, config.batch_size, private=private) as dist:
-        # The run (its DDP wrappers hold the process group) lives in _train's frame, which is
-        # gone when the session ends: the group's threads stop before the process exits.
+        # The run (its DDP wrappers hold the process group) lives in _train's frame, gone
+        # before the session's teardown destroys the group.
         return _train(Path(dataset), Path(out), config, dist, progress, should_stop)
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -51,18 +52,26 @@ ANSWERS = 5
 
 
 @contextmanager
+def listening(*hooks: tuple[Any, str, Callable[..., None]]) -> Iterator[None]:
+    """SQLAlchemy event listeners (target, event name, function) for the block's length."""
+    for target, name, fn in hooks:
+        event.listen(target, name, fn)
+    try:
+        yield
+    finally:
+        for target, name, fn in hooks:
+            event.remove(target, name, fn)
+
+
+@contextmanager
 def statements() -> Iterator[list[str]]:
     seen: list[str] = []
 
     def record(_conn, _cursor, statement, *_rest) -> None:  # type: ignore[no-untyped-def]
         seen.append(" ".join(statement.split()))
 
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with listening((get_engine(), "before_cursor_execute", record)):
         yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def _shown(html: str) -> tuple[str, int]:
@@ -114,21 +123,12 @@ def test_answer_and_next_image_cost_a_fixed_few_statements(env: Env) -> None:
 def checkouts_and_commits() -> Iterator[list[str]]:
     """Every pool checkout and every COMMIT, in order, through the engine's events."""
     seen: list[str] = []
-
-    def checkout(*_args) -> None:  # type: ignore[no-untyped-def]
-        seen.append("checkout")
-
-    def commit(*_args) -> None:  # type: ignore[no-untyped-def]
-        seen.append("commit")
-
     engine = get_engine()
-    event.listen(engine.pool, "checkout", checkout)
-    event.listen(engine, "commit", commit)
-    try:
+    with listening(
+        (engine.pool, "checkout", lambda *_: seen.append("checkout")),
+        (engine, "commit", lambda *_: seen.append("commit")),
+    ):
         yield seen
-    finally:
-        event.remove(engine.pool, "checkout", checkout)
-        event.remove(engine, "commit", commit)
 
 
 def test_a_reading_request_is_one_connection_and_one_transaction(env: Env) -> None:
